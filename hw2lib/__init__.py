@@ -1,0 +1,12 @@
+"""hw2lib: the library behind hw2book, an executable companion to Deep Learning Homework 2.
+
+Modules, one per topic (each docstring names the chapter that explains it):
+
+* ``download``, ``kmnist``, ``chardata`` -- data (introduction)
+* ``convolution`` -- Question 1 (chapter 1)
+* ``cnn``, ``train``, ``runs`` -- Question 2 and the shared training loop (chapter 2)
+* ``seq2seq``, ``decoding``, ``metrics``, ``translate`` -- Question 3 (chapter 3)
+* ``cli`` -- ``python -m hw2lib``
+"""
+
+__version__ = "0.1.0"

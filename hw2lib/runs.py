@@ -1,0 +1,214 @@
+"""The results store: every training run is kept in a folder keyed by its configuration.
+
+Explained in chapter 2 ("Stored runs"). A notebook asks :func:`get_or_train` for a run
+with a given configuration; a stored run with exactly that configuration is loaded,
+otherwise the run is trained and stored. A run's folder
+``<results>/<name>-<hash of the config>/`` holds
+
+* ``config.json`` -- the configuration (model, data variant, hyperparameters, seed, profile);
+* ``metrics.json`` -- what ``train_fn`` returned (history, final metrics) plus
+  ``wall_seconds`` (this call's wall time), ``torch_version`` and ``device``;
+  written last and atomically, so a run without it never counts as complete;
+* ``weights.pt`` (optional) -- the trained ``state_dict``;
+* ``checkpoint.pt`` -- only while a run is unfinished; a rerun resumes from it.
+
+Environment variables: ``HW2LIB_PROFILE`` ("full", the default, or "quick") and
+``HW2LIB_RESULTS`` (a folder that replaces ``<repo>/results/<profile>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+PROFILES = ("full", "quick")
+PROFILE_VARIABLE = "HW2LIB_PROFILE"
+RESULTS_VARIABLE = "HW2LIB_RESULTS"
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_NAME = "checkpoint.pt"
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def profile() -> str:
+    """The profile in ``HW2LIB_PROFILE``: "full" (default, the homework's settings) or "quick" (Chapter 2)."""
+    value = os.environ.get(PROFILE_VARIABLE, "").strip()
+    if not value:
+        return "full"
+    if value not in PROFILES:
+        raise ValueError(f"{PROFILE_VARIABLE} must be 'full' or 'quick', not {value!r}")
+    return value
+
+
+current_profile = profile  # results_dir's argument is called ``profile`` and hides the function
+
+
+def results_dir(profile: str | None = None) -> Path:
+    """Where runs are stored (Chapter 2): ``HW2LIB_RESULTS`` if set, else ``<repo>/results/<profile>``.
+
+    ``<repo>`` is the folder above the ``hw2lib`` package when it holds ``pyproject.toml``
+    (a source checkout), else the current folder.
+    """
+    configured = os.environ.get(RESULTS_VARIABLE, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    chosen = current_profile() if profile is None else profile
+    if chosen not in PROFILES:
+        raise ValueError(f"unknown profile {chosen!r}; choose 'full' or 'quick'")
+    root = REPOSITORY_ROOT if (REPOSITORY_ROOT / "pyproject.toml").is_file() else Path.cwd()
+    return root / "results" / chosen
+
+
+def canonical_json(config: dict) -> str:
+    """The configuration as JSON with sorted keys and no spaces: equal configs give equal text."""
+    try:
+        return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"a run configuration must be plain JSON (str, number, bool, None, list, dict): {error}") from error
+
+
+def config_hash(config: dict) -> str:
+    """Eight hex digits of the sha256 of :func:`canonical_json` (Chapter 2)."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:8]
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` with NaN / infinity replaced by None (strict JSON has no NaN; a diverged run may produce it)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return _json_ready(value.item())
+    return value
+
+
+def write_json_atomically(data: Any, path: Path) -> None:
+    """Write ``data`` as indented JSON through a temporary file and a rename (Chapter 2)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
+                                         delete=False, encoding="utf-8")
+    temporary = Path(handle.name)
+    try:
+        with handle:
+            json.dump(_json_ready(data), handle, indent=1, allow_nan=False)
+            handle.write("\n")
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+@dataclass
+class Run:
+    """One stored run: its name, configuration, metrics and folder (Chapter 2)."""
+
+    name: str
+    config: dict
+    metrics: dict
+    path: Path
+
+    def weights_path(self) -> Path:
+        return self.path / "weights.pt"
+
+    def has_weights(self) -> bool:
+        return self.weights_path().is_file()
+
+    def load_weights(self, model: nn.Module) -> nn.Module:
+        """Load the stored ``state_dict`` into ``model`` (weights_only: no code runs) and return it."""
+        if not self.has_weights():
+            raise FileNotFoundError(f"run {self.path.name} has no stored weights ({self.weights_path()} is missing); "
+                                    "train it again with retrain=True to get them")
+        state = torch.load(self.weights_path(), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        return model
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """Per-epoch rows; a stored null (a diverged value) reads back as NaN."""
+        return [{key: (math.nan if value is None else value) for key, value in row.items()}
+                for row in self.metrics.get("history", [])]
+
+
+def save_weights(model: nn.Module, run_dir: Path) -> Path:
+    """Store ``model``'s weights in ``run_dir/weights.pt`` atomically (Chapter 2)."""
+    target = Path(run_dir) / "weights.pt"
+    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".weights.pt.", suffix=".part", delete=False)
+    temporary = Path(handle.name)
+    try:
+        with handle:
+            torch.save({key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}, handle)
+        os.replace(temporary, target)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return target
+
+
+def run_folder(name: str, config: dict) -> Path:
+    """The folder of the run ``name`` with ``config`` (Chapter 2); the profile comes from the config."""
+    if not _NAME_PATTERN.match(name):
+        raise ValueError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
+    return results_dir(config.get("profile")) / f"{name}-{config_hash(config)}"
+
+
+def load_run(path: Path) -> Run | None:
+    """The complete run stored in ``path``, or None when it is missing or unfinished (Chapter 2)."""
+    path = Path(path)
+    metrics_file, config_file = path / "metrics.json", path / "config.json"
+    if not (metrics_file.is_file() and config_file.is_file()):
+        return None
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    name = path.name.rsplit("-", 1)[0]
+    return Run(name=name, config=config, metrics=metrics, path=path)
+
+
+def get_or_train(name: str, config: dict, train_fn: Callable[[dict, Path], dict], *, retrain: bool = False) -> Run:
+    """The stored run ``name`` with ``config``, trained first when there is none (Chapter 2).
+
+    ``config`` gets ``"profile": profile()`` unless it names one. ``train_fn(config,
+    run_dir)`` trains, may save weights (:func:`save_weights`) and may resume from
+    ``run_dir / "checkpoint.pt"``; it returns the metrics dict, which should name the
+    ``"device"`` it trained on. The checkpoint is
+    deleted once the run is complete. ``retrain=True`` discards a stored run first.
+    """
+    config = dict(config)
+    config.setdefault("profile", profile())
+    folder = run_folder(name, config)
+    stored = load_run(folder)
+    if stored is not None and not retrain:
+        if canonical_json(stored.config) != canonical_json(config):
+            raise ValueError(f"{folder} holds a different configuration than asked for (hash collision?); move it away")
+        return stored
+    if retrain:  # discard everything a previous run left, checkpoint included
+        for leftover in ("metrics.json", "weights.pt", CHECKPOINT_NAME):
+            (folder / leftover).unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(config, folder / "config.json")
+    resumed = (folder / CHECKPOINT_NAME).is_file()
+    started = time.perf_counter()
+    metrics = train_fn(config, folder)
+    if not isinstance(metrics, dict):
+        raise TypeError(f"train_fn must return a dict of metrics, got {type(metrics).__name__}")
+    metrics = dict(metrics)
+    metrics["wall_seconds"] = time.perf_counter() - started
+    metrics["resumed_from_checkpoint"] = resumed
+    metrics["torch_version"] = torch.__version__
+    metrics.setdefault("device", "not recorded")
+    metrics.setdefault("cpu_threads", torch.get_num_threads())
+    write_json_atomically(metrics, folder / "metrics.json")
+    (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
+    return load_run(folder)
