@@ -215,3 +215,54 @@ def activation_maps(model: CNN, image: torch.Tensor, layer: str = "conv1", after
         model.train(was_training)
     maps = recorded["maps"][0].cpu()
     return F.relu(maps) if after_relu else maps
+
+
+@torch.no_grad()
+def dead_units(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
+    """For each layer followed by a ReLU, the fraction of its units that output zero for every image (Chapter 2).
+
+    A unit of a linear layer is one output feature; a unit of a convolution is one
+    channel (dead when it is zero at every position). A dead unit passes no gradient,
+    so once a whole layer is dead the network's output no longer depends on its input.
+    """
+    layers = [name for name in ("conv1", "conv2", "fc1", "fc2") if hasattr(model, name)]
+    alive: dict[str, torch.Tensor] = {}
+
+    def recorder(name: str):
+        def record(module, inputs, output):
+            active = (output > 0).flatten(2).any(dim=2) if output.dim() == 4 else output > 0
+            alive[name] = active.any(dim=0)
+        return record
+
+    hooks = [getattr(model, name).register_forward_hook(recorder(name)) for name in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        model(images.to(model_device(model)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return {name: 1.0 - alive[name].float().mean().item() for name in layers}
+
+
+def parameter_breakdown(model: CNN) -> list[dict]:
+    """Per layer of the CNN: its parameters, and those of a linear layer with the same input and output sizes.
+
+    Chapter 2, Q2.1: a convolution's parameter count does not depend on the image size,
+    a dense layer's grows with the product of its input and output sizes.
+    """
+    sizes = {"conv1": ((1, 28, 28), (8, 28, 28)), "conv2": ((8, 14, 14), (16, 12, 12))}
+    rows = []
+    for name in ("conv1", "conv2", "fc1", "fc2", "fc3"):
+        layer = getattr(model, name)
+        parameters = count_parameters(layer)
+        if name in sizes:
+            inputs, outputs = (torch.Size(shape).numel() for shape in sizes[name])
+            shape = f"{sizes[name][0]} -> {sizes[name][1]}"
+        else:
+            inputs, outputs = layer.in_features, layer.out_features
+            shape = f"{inputs} -> {outputs}"
+        rows.append({"layer": name, "shape": shape, "parameters": parameters,
+                     "dense_equivalent": (inputs + 1) * outputs})
+    return rows

@@ -126,7 +126,7 @@ def kernel_index_at(row: int, col: int, input_shape: IntPair, kernel_shape: IntP
     row, col = _positive_int(row, "row", 0), _positive_int(col, "col", 0)
     if row >= out_h * out_w or col >= height * width:
         raise IndexError(f"({row}, {col}) is outside M, whose shape is ({out_h * out_w}, {height * width})")
-    a, b = divmod(row, width)
+    a, b = divmod(row, out_w)
     c, d = divmod(col, width)
     if 0 <= c - a < kernel_height and 0 <= d - b < kernel_width:
         return c - a, d - b
@@ -331,9 +331,10 @@ def attention_output(pixels: torch.Tensor) -> torch.Tensor:
     return attention_probabilities(pixels) @ pixels
 
 
-def draw_conv_matrix(ax, matrix: torch.Tensor, block_shape: IntPair, title: str) -> None:
+def draw_conv_matrix(ax, matrix: torch.Tensor, block_shape: IntPair, title: str, output_width: str = "W'") -> None:
     """Heatmap of a convolution matrix on ``ax`` with its block boundaries drawn; zeros stay white
-    (chapter 1). ``block_shape`` is ``(W', W)`` for the valid **M**, ``(W, W)`` for the circulant one."""
+    (chapter 1). ``block_shape`` is ``(W', W)`` for the valid **M**, ``(W, W)`` for the circulant one,
+    whose rows are numbered ``a W + b`` (``output_width="W"``)."""
     matrix = _check_matrix(matrix).detach().float()
     rows_per_block, cols_per_block = _pair(block_shape, "block shape")
     masked = torch.where(matrix == 0, torch.nan, matrix)
@@ -345,6 +346,6 @@ def draw_conv_matrix(ax, matrix: torch.Tensor, block_shape: IntPair, title: str)
     ax.set_xticks(range(0, matrix.shape[1], cols_per_block))
     ax.set_yticks(range(0, matrix.shape[0], rows_per_block))
     ax.set_xlabel("column j = c W + d (input pixel)")
-    ax.set_ylabel("row i = a W' + b (output pixel)")
+    ax.set_ylabel(f"row i = a {output_width} + b (output pixel)")
     ax.set_title(title)
     ax.figure.colorbar(image, ax=ax, shrink=0.8, label="kernel value")

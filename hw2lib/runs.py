@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ def write_json_atomically(data: Any, path: Path) -> None:
         with handle:
             json.dump(_json_ready(data), handle, indent=1, allow_nan=False)
             handle.write("\n")
+        os.chmod(temporary, 0o644)  # temporary files are created private; results are meant to be shared
         os.replace(temporary, path)
     finally:
         if temporary.exists():
@@ -150,6 +152,7 @@ def save_weights(model: nn.Module, run_dir: Path) -> Path:
     try:
         with handle:
             torch.save({key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}, handle)
+        os.chmod(temporary, 0o644)
         os.replace(temporary, target)
     finally:
         if temporary.exists():
@@ -196,11 +199,19 @@ def get_or_train(name: str, config: dict, train_fn: Callable[[dict, Path], dict]
     if retrain:  # discard everything a previous run left, checkpoint included
         for leftover in ("metrics.json", "weights.pt", CHECKPOINT_NAME):
             (folder / leftover).unlink(missing_ok=True)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomically(config, folder / "config.json")
     resumed = (folder / CHECKPOINT_NAME).is_file()
     started = time.perf_counter()
-    metrics = train_fn(config, folder)
+    try:
+        metrics = train_fn(config, folder)
+    except BaseException:
+        # A run that failed before its first checkpoint (missing data, bad config) leaves nothing behind;
+        # one with a checkpoint keeps its folder so that the next call resumes it.
+        if created and not (folder / CHECKPOINT_NAME).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     if not isinstance(metrics, dict):
         raise TypeError(f"train_fn must return a dict of metrics, got {type(metrics).__name__}")
     metrics = dict(metrics)

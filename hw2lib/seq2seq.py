@@ -9,13 +9,18 @@ Shapes used throughout: B sentences, S source positions, T target positions, H =
 
 from __future__ import annotations
 
+import math
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .chardata import PAD
+from .chardata import PAD, CharBatch, CharPairs, Vocabulary, collate_pairs
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
@@ -167,3 +172,78 @@ class Seq2Seq(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of distinct trainable parameters (the tied generator weight counts once; chapter 3)."""
     return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+
+
+class TranslationTask:
+    """The training problem of chapter 3 for :func:`hw2lib.train.train`: shuffled batches of
+    character pairs, cross-entropy with teacher forcing (PAD ignored), and after every epoch the
+    validation error of batched greedy decoding and the validation loss.
+
+    With ``best_weights_path``, the weights of the epoch with the lowest validation error so far
+    are written there (atomically) whenever that error improves; ``best_error`` and
+    ``best_epoch`` say which (set them before resuming an interrupted run).
+    """
+
+    def __init__(self, train_pairs: CharPairs, val_pairs: CharPairs, target_vocab: Vocabulary, *,
+                 batch_size: int = 64, best_weights_path: Path | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if len(train_pairs) == 0 or len(val_pairs) == 0:
+            raise ValueError("the training and validation splits must not be empty")
+        self.train_pairs, self.val_pairs, self.target_vocab = train_pairs, val_pairs, target_vocab
+        self.batch_size = batch_size
+        self.best_weights_path = None if best_weights_path is None else Path(best_weights_path)
+        self.best_error, self.best_epoch = math.inf, 0
+        self.epochs_evaluated = 0
+        self.val_references = [english for _, english in val_pairs.pairs]
+
+    def training_batches(self, generator: torch.Generator) -> Iterator[CharBatch]:
+        order = torch.randperm(len(self.train_pairs), generator=generator).tolist()
+        for start in range(0, len(order), self.batch_size):
+            yield collate_pairs([self.train_pairs[index] for index in order[start: start + self.batch_size]])
+
+    def loss(self, model: Seq2Seq, batch: CharBatch) -> torch.Tensor:
+        return teacher_forcing_loss(model, batch)
+
+    def evaluate(self, model: Seq2Seq) -> dict[str, float]:
+        from .decoding import decode_split, evaluation_mode  # decoding needs this module's types
+        from .metrics import error_rate
+
+        self.epochs_evaluated += 1
+        hypotheses = decode_split(model, self.val_pairs)
+        val_error = error_rate(self.val_references, [self.target_vocab.decode(h.tokens) for h in hypotheses])
+        with evaluation_mode(model):
+            device = next(model.parameters()).device
+            losses = [teacher_forcing_loss(model, collate_pairs([self.val_pairs[index] for index in
+                                                                 range(start, min(start + 500, len(self.val_pairs)))]
+                                                                ).to(device), reduction="sum")
+                      for start in range(0, len(self.val_pairs), 500)]
+            tokens = sum(int((pair[1] != PAD).sum()) - 1 for pair in self.val_pairs)
+            val_loss = float(sum(losses)) / tokens
+        if val_error < self.best_error:
+            self.best_error, self.best_epoch = val_error, self.epochs_evaluated
+            if self.best_weights_path is not None:
+                save_state_dict(model, self.best_weights_path)
+        return {"val_error": val_error, "val_loss": val_loss}
+
+
+def teacher_forcing_loss(model: Seq2Seq, batch: CharBatch, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of predicting ``target[:, 1:]`` from ``target[:, :-1]``, PAD ignored (chapter 3)."""
+    logits = model(batch.source, batch.source_lengths, batch.target[:, :-1])
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.target[:, 1:].reshape(-1),
+                                       ignore_index=PAD, reduction=reduction)
+
+
+def save_state_dict(model: nn.Module, path: Path) -> None:
+    """Write ``model``'s weights (CPU tensors) to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
+    temporary = Path(handle.name)
+    try:
+        with handle:
+            torch.save({key: value.detach().cpu().clone() for key, value in model.state_dict().items()}, handle)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()

@@ -8,7 +8,8 @@ Batches and devices: :func:`train` moves every training batch to the model's dev
 with :func:`to_device` before it calls ``task.loss`` (a batch may be a tensor, a
 tuple / list / dict of tensors, or a dataclass whose fields are tensors; anything else
 is passed through unchanged). ``task.evaluate`` receives only the model and must move
-its own dev data, e.g. with ``to_device(data, model_device(model))``.
+its own dev data, e.g. with ``to_device(data, model_device(model))``. A task that
+defines ``__len__`` (batches per epoch) gets a progress bar with a total.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def _save_atomically(state: dict, path: Path) -> None:
     try:
         with handle:
             torch.save(state, handle)
+        os.chmod(temporary, 0o644)  # temporary files are created private; results are meant to be shared
         os.replace(temporary, path)
     finally:
         if temporary.exists():
@@ -181,10 +183,12 @@ def train(model: nn.Module, task: Task, *, epochs: int, learning_rate: float, se
     for epoch in epoch_bar:
         started = time.perf_counter()
         model.train()
-        # Summing on the device and reading the sum once per epoch avoids a host sync per step.
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        # Summing on the device and reading the sum once per epoch avoids a host sync per step
+        # (in float64 for an exact-enough sum, except on MPS, which has no float64).
+        loss_sum = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
         batches = 0
         for batch in tqdm(task.training_batches(generator), desc=f"epoch {epoch}", unit="batch",
+                          total=len(task) if hasattr(task, "__len__") else None,
                           leave=False, disable=not progress):
             batch = to_device(batch, device)
             optimizer.zero_grad(set_to_none=True)

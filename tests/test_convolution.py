@@ -255,6 +255,16 @@ def test_structure_checks_on_hand_made_matrices():
     assert is_doubly_block_toeplitz(block_toeplitz, 2) and not is_doubly_block_circulant(block_toeplitz, 2)
     assert not is_doubly_block_toeplitz(torch.cat([torch.cat([block, zero], 1), torch.cat([zero, 2 * block], 1)]), 2)
     assert not is_doubly_block_toeplitz(torch.zeros(4, 5), (3, 2))  # blocks do not tile the matrix
+    # A Toeplitz (or circulant) grid of blocks is not enough: the blocks themselves must be too.
+    not_toeplitz = torch.tensor([[1, 2], [3, 4]])
+    assert not is_doubly_block_toeplitz(torch.cat([torch.cat([not_toeplitz, zero], 1),
+                                                   torch.cat([3 * not_toeplitz, not_toeplitz], 1)]), 2)
+    toeplitz_not_circulant = torch.tensor([[1, 2], [3, 1]])
+    assert not is_doubly_block_circulant(torch.cat([torch.cat([toeplitz_not_circulant, 3 * toeplitz_not_circulant], 1),
+                                                    torch.cat([3 * toeplitz_not_circulant, toeplitz_not_circulant], 1)]), 2)
+    # Circulant patterns of constant 1 x 2 blocks: circulant needs square blocks.
+    assert not is_doubly_block_circulant(torch.tensor([[1, 1, 2, 2], [2, 2, 1, 1]]), (1, 2))
+    assert is_doubly_block_circulant(torch.tensor([[1, 2], [2, 1]]), (1, 1))
     assert is_toeplitz(conv_matrix_sparse(torch.ones(1, 2), (1, 4)))  # sparse input accepted
     with pytest.raises(ValueError, match="2-D matrix"):
         is_toeplitz(torch.zeros(3))

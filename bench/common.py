@@ -1,0 +1,239 @@
+"""What every benchmark shares: the machine description, rows with goals, tables, timing."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+MIRROR_DEFAULT = REPOSITORY.parent / "shared" / "data"
+
+
+def prepare_environment(threads: int | None = None) -> int:
+    """Point the data layer at the course mirror (unless set) and set torch's threads; returns them."""
+    if not os.environ.get("HW2LIB_MIRROR") and (MIRROR_DEFAULT / "README.md").is_file():
+        os.environ["HW2LIB_MIRROR"] = str(MIRROR_DEFAULT)
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+def cpu_model() -> str:
+    """The CPU's name from /proc/cpuinfo (Linux), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_description() -> dict[str, str]:
+    """The facts that make a timing meaningful: CPU, cores, threads, torch, load when measured."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu_model(),
+        "cores": str(os.cpu_count()),
+        "torch threads": str(torch.get_num_threads()),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load average at start (1/5/15 min)": " / ".join(f"{value:.2f}" for value in load),
+    }
+
+
+@dataclass
+class Row:
+    """One line of the table: what was measured, against what, the ratio, and the goal if any.
+
+    ``ratio`` is always "bigger is better" for speed rows (project speed / reference speed);
+    for time-budget rows it is measured time / budget (below 1 passes).
+    """
+
+    benchmark: str
+    measured: str
+    reference: str
+    ratio: float | None
+    ratio_text: str = ""
+    goal: str = ""
+    passed: bool | None = None
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.passed is None else ("PASS" if self.passed else "SHORT")
+
+
+def speed_row(benchmark: str, measured: str, reference: str, ratio: float, *, at_least: float | None = None,
+              note: str = "") -> Row:
+    """A row whose ratio is a speed-up (``at_least``: the goal, a minimum ratio)."""
+    goal = f">= {at_least:g}x" if at_least is not None else ""
+    passed = None if at_least is None else ratio >= at_least
+    return Row(benchmark, measured, reference, ratio, f"{ratio:.2f}x", goal, passed, note)
+
+
+def budget_row(benchmark: str, seconds: float | None, budget_seconds: float, *, note: str = "",
+               lower_bound: bool = False, failed: bool = False) -> Row:
+    """A row for a wall time against a budget; ``seconds=None`` means it was not measured.
+
+    ``lower_bound``: the true time is at least ``seconds`` (a run stopped at its timeout, a sum
+    with runs missing): it fails when it is already over budget and is undecided otherwise.
+    ``failed``: the command did not succeed, so the goal is not met whatever the time."""
+    budget = f"< {format_seconds(budget_seconds)}"
+    if seconds is None:
+        return Row(benchmark, "not measured", f"budget {format_seconds(budget_seconds)}", None, "", budget, None, note)
+    ratio = seconds / budget_seconds
+    measured = f">= {format_seconds(seconds)}" if lower_bound else format_seconds(seconds)
+    if failed:
+        passed = False
+    elif lower_bound:
+        passed = False if ratio >= 1 else None
+    else:
+        passed = ratio < 1
+    return Row(benchmark, measured, f"budget {format_seconds(budget_seconds)}", ratio,
+               f"{ratio:.2f} of budget", budget, passed, note)
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds >= 90:
+        return f"{seconds / 60:.1f} min"
+    if seconds >= 1:
+        return f"{seconds:.1f} s"
+    return f"{seconds * 1000:.1f} ms"
+
+
+def format_rate(per_second: float, unit: str) -> str:
+    return f"{per_second:,.0f} {unit}/s" if per_second >= 100 else f"{per_second:.1f} {unit}/s"
+
+
+def interleaved(candidates: dict[str, Callable[[], float]], rounds: int,
+                warmup_rounds: int = 1) -> tuple[dict[str, float], dict[str, float]]:
+    """Run the ``candidates`` in turn, ``rounds`` times, and return each one's median speed and the
+    median of its per-round ratios to the first candidate (the reference).
+
+    Each callable returns a speed (bigger is better). Alternating keeps a change in the
+    machine's load from favouring one side; the warm-up rounds (oneDNN primitive creation,
+    allocator growth) are run and thrown away.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    for _ in range(warmup_rounds):
+        for candidate in candidates.values():
+            candidate()
+    speeds: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, candidate in candidates.items():
+            speeds[name].append(candidate())
+    reference = next(iter(candidates))
+    medians = {name: statistics.median(values) for name, values in speeds.items()}
+    ratios = {name: statistics.median(value / base for value, base in zip(values, speeds[reference]))
+              for name, values in speeds.items()}
+    return medians, ratios
+
+
+def timed(function: Callable[[], object]) -> tuple[float, object]:
+    """Wall seconds of one call and its result."""
+    started = time.perf_counter()
+    result = function()
+    return time.perf_counter() - started, result
+
+
+COLUMNS = ("benchmark", "measured", "reference", "ratio", "goal", "verdict")
+
+
+def _cells(row: Row) -> list[str]:
+    return [row.benchmark, row.measured, row.reference, row.ratio_text, row.goal, row.verdict]
+
+
+def text_table(rows: Sequence[Row]) -> str:
+    """The rows as an aligned plain-text table, notes below it."""
+    cells = [list(COLUMNS)] + [_cells(row) for row in rows]
+    widths = [max(len(line[column]) for line in cells) for column in range(len(COLUMNS))]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip() for line in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    notes = [f"  [{number}] {row.benchmark}: {row.note}" for number, row in enumerate(rows, 1) if row.note]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    """The rows as a Markdown table, notes as a list below it."""
+    escape = lambda text: text.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(" --- " for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(escape(cell) for cell in _cells(row)) + " |" for row in rows]
+    notes = [f"- **{row.benchmark}**: {row.note}" for row in rows if row.note]
+    return "\n".join(lines + (["", "Notes:", ""] + notes if notes else []))
+
+
+def header_lines(machine: dict[str, str], command: str) -> list[str]:
+    return [f"command: {command}"] + [f"{key}: {value}" for key, value in machine.items()]
+
+
+def markdown_document(rows: Sequence[Row], machine: dict[str, str], command: str, title: str) -> str:
+    header = "\n".join(f"- {line}" for line in header_lines(machine, f"`{command}`"))
+    return f"# {title}\n\n{header}\n\n{markdown_table(rows)}\n"
+
+
+def write_text_atomically(text: str, path: Path) -> None:
+    """Write ``text`` through a temporary file and a rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
+                                         delete=False, encoding="utf-8")
+    temporary = Path(handle.name)
+    try:
+        with handle:
+            handle.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def command_line() -> str:
+    """The command as typed (``python -m bench ...`` when run as a module)."""
+    program = Path(sys.argv[0])
+    if program.name == "__main__.py":
+        program_text = f"python -m {program.parent.name}"
+    elif program.parent.name == "bench" and program.stem != "run_all":
+        program_text = f"python -m bench.{program.stem}"
+    else:
+        program_text = f"python {program.relative_to(REPOSITORY) if program.is_absolute() and REPOSITORY in program.parents else program}"
+    return " ".join([program_text, *sys.argv[1:]])
+
+
+def standard_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every benchmark script accepts."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds (numbers not meaningful)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: all cores, os.cpu_count())")
+    parser.add_argument("--markdown", type=Path, default=None, metavar="FILE",
+                        help="also write the table as Markdown to FILE")
+    return parser
+
+
+def report(rows: Sequence[Row], machine: dict[str, str], markdown: Path | None, title: str) -> None:
+    """Print the table with its header; write the Markdown file if asked."""
+    command = command_line()
+    print()
+    print(title)
+    print("\n".join(header_lines(machine, command)))
+    print()
+    print(text_table(rows))
+    if markdown is not None:
+        write_text_atomically(markdown_document(rows, machine, command, title), markdown)
+        print(f"\nwritten: {markdown}")

@@ -1,0 +1,167 @@
+"""End-to-end times: nbval over every notebook in the quick profile, the book build from stored
+runs, and the full reproduction of every experiment (from the stored runs' own wall times).
+
+Both commands run as a fresh clone would: with ``HW2LIB_RESULTS`` pointing at a temporary folder
+that holds a copy of the complete runs of ``results/full`` (what a clone has: config, metrics,
+weights) and no quick runs, so quick runs are trained from scratch and the live ``results/``
+folders are neither read half-written nor touched. Their output goes to ``bench/out/*.log``.
+
+The full reproduction is not rerun (hours of CPU): its time is the sum of the ``wall_seconds``
+that every run in ``results/full/*/metrics.json`` recorded when it was trained.
+
+Run alone: ``python -m bench.end_to_end [--quick]`` (``--quick`` skips the two commands).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .common import REPOSITORY, Row, budget_row, format_seconds, machine_description, prepare_environment, report, \
+    standard_arguments
+
+NOTEBOOK_BUDGET = 10 * 60
+BOOK_BUDGET = 3 * 60
+REPRODUCTION_BUDGET = 30 * 60
+TIMEOUT_FACTOR = 2  # a command still running at twice its budget is stopped: the goal is missed anyway
+LOGS = REPOSITORY / "bench" / "out"
+STORED_FILES = ("config.json", "metrics.json", "weights.pt", "best_weights.pt")
+
+
+def stored_runs(results: Path) -> tuple[list[Path], list[Path]]:
+    """(complete runs, unfinished runs) under ``results``: a run is complete once it has metrics.json."""
+    folders = sorted(path for path in results.glob("*") if (path / "config.json").is_file())
+    complete = [path for path in folders if (path / "metrics.json").is_file()]
+    return complete, [path for path in folders if path not in complete]
+
+
+def copy_complete_runs(results: Path, destination: Path) -> None:
+    """What a fresh clone holds of ``results``: the stored files of every complete run."""
+    for run in stored_runs(results)[0]:
+        (destination / run.name).mkdir(parents=True)
+        for name in STORED_FILES:
+            if (run / name).is_file():
+                shutil.copy2(run / name, destination / run.name / name)
+
+
+def run_command(command: list[str], environment: dict[str, str], log: Path, timeout: float) -> tuple[float, int | None]:
+    """Wall seconds and exit status of ``command`` (status None when stopped at ``timeout``)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as output:
+        output.write("$ " + " ".join(command) + "\n")
+        output.flush()
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPOSITORY, env=environment, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            status: int | None = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)  # the whole group: pytest workers and notebook kernels too
+            process.wait()
+            status = None
+        return time.perf_counter() - started, status
+
+
+def command_row(benchmark: str, command: list[str], budget: float, log_name: str, extra_environment: dict[str, str],
+                note: str) -> Row:
+    with tempfile.TemporaryDirectory(prefix="hw2book-bench-") as scratch:
+        results = Path(scratch) / "results"
+        results.mkdir()
+        copy_complete_runs(REPOSITORY / "results" / "full", results)
+        environment = {**os.environ, "HW2LIB_RESULTS": str(results), **extra_environment}
+        log = LOGS / log_name
+        seconds, status = run_command(command, environment, log, TIMEOUT_FACTOR * budget)
+    shown_command = " ".join(Path(part).name if part == sys.executable else part for part in command)
+    if status is None:
+        outcome = f"stopped at the {format_seconds(TIMEOUT_FACTOR * budget)} timeout"
+    elif status != 0:
+        outcome = f"FAILED with exit status {status} (see {log.relative_to(REPOSITORY)})"
+    else:
+        outcome = "succeeded"
+    return budget_row(benchmark, seconds, budget, lower_bound=status is None, failed=status not in (0, None),
+                      note=f"`{shown_command}`; {note}; {outcome}")
+
+
+def notebooks_row() -> Row:
+    notebooks = sorted(str(path.relative_to(REPOSITORY)) for path in (REPOSITORY / "book").glob("*.ipynb"))
+    command = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "--nbval", "--nbval-current-env",
+               *notebooks]
+    return command_row("nbval, every notebook, quick profile (make test-notebooks)", command, NOTEBOOK_BUDGET,
+                       "nbval.log", {"HW2LIB_PROFILE": "quick"},
+                       f"{len(notebooks)} notebooks, quick runs trained from scratch")
+
+
+def book_row() -> Row:
+    complete, unfinished = stored_runs(REPOSITORY / "results" / "full")
+    if unfinished:
+        return budget_row("book build from stored runs (make book)", None, BOOK_BUDGET, note=(
+            "not measured: these stored runs are unfinished, and building would train them: "
+            + ", ".join(path.name for path in unfinished)))
+    with tempfile.TemporaryDirectory(prefix="hw2book-build-") as output:
+        command = [str(Path(sys.executable).parent / "jupyter-book"), "build", "book", "--config", "_config.yml",
+                   "--path-output", output]
+        return command_row("book build from stored runs (make book)", command, BOOK_BUDGET, "book.log",
+                           {"HW2LIB_PROFILE": "full"}, f"{len(complete)} stored runs, every notebook executed "
+                           "(execute_notebooks: force), a fresh build folder")
+
+
+def reproduction_row() -> Row:
+    """The sum of the stored runs' wall times; a resumed run's wall time covers only its last part,
+    so for those the sum of the per-epoch seconds is used when it is larger."""
+    complete, unfinished = stored_runs(REPOSITORY / "results" / "full")
+    total, resumed, threads = 0.0, [], set()
+    for run in complete:
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+        seconds = float(metrics.get("wall_seconds") or 0.0)
+        if metrics.get("resumed_from_checkpoint"):
+            seconds = max(seconds, sum(float(row.get("seconds") or 0.0) for row in metrics.get("history", [])))
+            resumed.append(run.name)
+        threads.add(str(metrics.get("cpu_threads", "?")))
+        total += seconds
+    note = (f"not rerun: sum of wall_seconds in results/full/*/metrics.json over {len(complete)} complete runs "
+            f"(trained with {', '.join(sorted(threads)) or '?'} torch thread(s) each, possibly side by side with "
+            f"other work)")
+    if resumed:
+        note += f"; resumed runs counted by their per-epoch seconds: {', '.join(resumed)}"
+    if unfinished:
+        note += f"; INCOMPLETE, not yet stored: {', '.join(path.name for path in unfinished)} (so a lower bound)"
+    return budget_row("full reproduction of every experiment (make reproduce)", total if complete else None,
+                      REPRODUCTION_BUDGET, note=note, lower_bound=bool(unfinished))
+
+
+def run(quick: bool = False, notebooks: bool = True, book: bool = True) -> list[Row]:
+    """Measure; return the table's rows (``quick`` skips the two commands)."""
+    rows = []
+    if notebooks and not quick:
+        rows.append(notebooks_row())
+    else:
+        rows.append(budget_row("nbval, every notebook, quick profile (make test-notebooks)", None, NOTEBOOK_BUDGET,
+                               note="skipped (--quick or --skip-notebooks)"))
+    if book and not quick:
+        rows.append(book_row())
+    else:
+        rows.append(budget_row("book build from stored runs (make book)", None, BOOK_BUDGET,
+                               note="skipped (--quick or --skip-book)"))
+    rows.append(reproduction_row())
+    return rows
+
+
+def main() -> int:
+    parser = standard_arguments("End-to-end times: notebooks under nbval, the book build, the full reproduction")
+    parser.add_argument("--skip-notebooks", action="store_true", help="do not run nbval")
+    parser.add_argument("--skip-book", action="store_true", help="do not build the book")
+    arguments = parser.parse_args()
+    prepare_environment(arguments.threads)
+    rows = run(arguments.quick, notebooks=not arguments.skip_notebooks, book=not arguments.skip_book)
+    report(rows, machine_description(), arguments.markdown, "End-to-end times")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""Translator speed: training with packed sequences against a padded, unpacked reference, and
+batched greedy / beam-search decoding against decoding one sentence at a time.
+
+Training: both sides run :func:`hw2lib.train.train` on the same sentences, batches and weights;
+the project's side is :class:`hw2lib.seq2seq.TranslationTask` (the encoder packs the padded
+batch), the reference computes the same layers on the padded batch without packing (the
+backward LSTM then reads the padding, as a naive implementation does). Per-epoch validation
+decoding is switched off on both sides: only training steps are timed.
+
+Decoding: :func:`hw2lib.decoding.decode_split` on the 1,000 validation sentences in its
+default batches, against the same function called with one sentence at a time.
+
+Run alone: ``python -m bench.seq2seq_speed [--quick]``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hw2lib.chardata import PAD, CharBatch, CharMT, CharPairs
+from hw2lib.decoding import decode_split
+from hw2lib.runs import load_run, results_dir
+from hw2lib.seq2seq import Seq2Seq, TranslationTask, source_padding_mask
+from hw2lib.train import train
+from hw2lib.translate import BEST_WEIGHTS_NAME, build_seq2seq, char_mt_data, seq2seq_config
+
+from .common import Row, format_rate, format_seconds, interleaved, machine_description, prepare_environment, report, \
+    speed_row, standard_arguments, timed
+
+BEAM_SIZE = 5
+
+
+@dataclass
+class Settings:
+    train_pairs: int
+    rounds: int
+    decode_pairs: int
+    batched_repeats: int
+
+
+FULL = Settings(train_pairs=3200, rounds=3, decode_pairs=1000, batched_repeats=3)
+QUICK = Settings(train_pairs=192, rounds=1, decode_pairs=30, batched_repeats=1)
+
+
+# --- the padded, unpacked reference -----------------------------------------------------------
+
+def padded_logits(model: Seq2Seq, source: torch.Tensor, source_lengths: torch.Tensor,
+                  target_inputs: torch.Tensor) -> torch.Tensor:
+    """Seq2Seq.forward with the same layers and weights but no packing: the bidirectional LSTM
+    runs over the padded batch, and its final states are those after the padding."""
+    encoder = model.encoder
+    embedded = encoder.dropout(encoder.embedding(source))
+    encoder_outputs, (final_h, final_c) = encoder.lstm(embedded)
+    encoder_outputs = encoder.dropout(encoder_outputs)
+    join = lambda state: torch.cat([state[0], state[1]], dim=-1).unsqueeze(0)  # noqa: E731
+    mask = source_padding_mask(source_lengths.to(source.device), source.shape[1])
+    outputs, _, _ = model.decoder(target_inputs, (join(final_h), join(final_c)), encoder_outputs, mask)
+    return model.generator(outputs)
+
+
+class TrainingOnlyTask(TranslationTask):
+    """The project's task with the per-epoch validation decoding switched off (it is not training)."""
+
+    def evaluate(self, model: Seq2Seq) -> dict[str, float]:
+        return {}
+
+
+class PaddedTask(TrainingOnlyTask):
+    """The same batches and loss, computed by :func:`padded_logits`."""
+
+    def loss(self, model: Seq2Seq, batch: CharBatch) -> torch.Tensor:
+        logits = padded_logits(model, batch.source, batch.source_lengths, batch.target[:, :-1])
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.target[:, 1:].reshape(-1),
+                                           ignore_index=PAD)
+
+
+class TrainingEpoch:
+    """One call = one epoch of hw2lib.train.train on ``task``; returns sentences per second."""
+
+    def __init__(self, model: Seq2Seq, task: TranslationTask) -> None:
+        self.model, self.task, self.calls = model, task, 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        started = time.perf_counter()
+        train(self.model, self.task, epochs=1, learning_rate=0.003, seed=42 + self.calls, device="cpu",
+              progress=False)
+        return len(self.task.train_pairs) / (time.perf_counter() - started)
+
+
+# --- the model to decode with -----------------------------------------------------------------
+
+def decoding_model(data: CharMT) -> tuple[Seq2Seq, str]:
+    """The stored attention translator of the full profile if there is one (final weights of a
+    complete run, else the best weights of a run in progress), else an untrained one."""
+    config = seq2seq_config(True, profile="full")
+    model = build_seq2seq(config, data)
+    folder = results_dir("full")
+    candidates = sorted(folder.glob("seq2seq-attention-*")) if folder.is_dir() else []
+    for path in candidates:
+        run = load_run(path)
+        if run is not None and run.config == config and run.has_weights():
+            run.load_weights(model)
+            return model.eval(), f"trained weights of {path.relative_to(folder.parents[1])}"
+    for path in candidates:
+        best = path / BEST_WEIGHTS_NAME
+        if best.is_file():
+            model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
+            return model.eval(), f"best weights so far of {path.relative_to(folder.parents[1])} (run unfinished)"
+    return model.eval(), "untrained weights (no stored run): every sentence runs the full 50 steps"
+
+
+def same_outputs(first: list, second: list) -> float:
+    return sum(a.tokens == b.tokens for a, b in zip(first, second)) / len(first)
+
+
+def decoding_rows(model: Seq2Seq, data: CharMT, pairs: CharPairs, settings: Settings, weights: str) -> list[Row]:
+    warmup = CharPairs(pairs.pairs[:8], data.source_vocab, data.target_vocab)
+    decode_split(model, warmup, batch_size=8)
+    decode_split(model, warmup, batch_size=1, beam_size=BEAM_SIZE)
+    rows = []
+    for label, beam_size, at_least in (("greedy", None, 20.0), (f"beam search k={BEAM_SIZE}", BEAM_SIZE, 5.0)):
+        batched_times, batched = [], None
+        for _ in range(settings.batched_repeats):
+            seconds, batched = timed(lambda: decode_split(model, pairs, beam_size=beam_size))
+            batched_times.append(seconds)
+        single_seconds, single = timed(lambda: decode_split(model, pairs, beam_size=beam_size, batch_size=1))
+        seconds, _ = timed(lambda: decode_split(model, pairs, beam_size=beam_size))
+        batched_seconds = statistics.median(batched_times + [seconds])
+        rows.append(speed_row(
+            f"decoding {len(pairs):,} val sentences, {label}: batched vs one at a time",
+            format_seconds(batched_seconds), format_seconds(single_seconds), single_seconds / batched_seconds,
+            at_least=at_least,
+            note=(f"decode_split (batches of 250) vs decode_split(batch_size=1); {weights}; "
+                  f"batched time = median of {settings.batched_repeats + 1} runs around the one-at-a-time run; "
+                  f"identical outputs for {same_outputs(batched, single):.1%} of sentences")))
+    return rows
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Measure; return the table's rows."""
+    settings = QUICK if quick else FULL
+    data = char_mt_data("course")
+    train_pairs = CharPairs(data.train.pairs[:settings.train_pairs], data.source_vocab, data.target_vocab)
+    val_pairs = CharPairs(data.val.pairs[:settings.decode_pairs], data.source_vocab, data.target_vocab)
+
+    config = seq2seq_config(True, profile="full")
+    project_model, reference_model = build_seq2seq(config, data), build_seq2seq(config, data)
+    reference_model.load_state_dict(project_model.state_dict())
+    candidates = {
+        "reference": TrainingEpoch(reference_model, PaddedTask(train_pairs, val_pairs, data.target_vocab,
+                                                               batch_size=config["batch_size"])),
+        "project": TrainingEpoch(project_model, TrainingOnlyTask(train_pairs, val_pairs, data.target_vocab,
+                                                                 batch_size=config["batch_size"])),
+    }
+    speeds, ratios = interleaved(candidates, settings.rounds)
+    rows = [speed_row(
+        "seq2seq training (attention), batch 64: packed vs padded unpacked",
+        format_rate(speeds["project"], "sent"), format_rate(speeds["reference"], "sent"), ratios["project"],
+        note=(f"{len(train_pairs):,} training pairs per epoch through hw2lib.train.train, median of "
+              f"{settings.rounds} interleaved epochs after 1 warm-up; same weights, batches and loss, "
+              f"the reference skips pack_padded_sequence"))]
+    model, weights = decoding_model(data)
+    rows += decoding_rows(model, data, val_pairs, settings, weights)
+    return rows
+
+
+def main() -> int:
+    arguments = standard_arguments("Translator training and decoding speed").parse_args()
+    threads = prepare_environment(arguments.threads)
+    rows = run(arguments.quick)
+    report(rows, machine_description(), arguments.markdown, f"Translator speed ({threads} threads)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

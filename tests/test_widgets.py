@@ -1,0 +1,33 @@
+"""Tests for hw2lib.widgets: the controls change what the browser shows."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from hw2lib.cnn import CNN  # noqa: E402
+from hw2lib.widgets import cnn_activation_browser  # noqa: E402
+
+
+def test_cnn_browser_redraws_for_each_control(monkeypatch):
+    shown = []
+    monkeypatch.setattr("hw2lib.widgets.display", lambda figure: shown.append(figure))
+    torch.manual_seed(0)
+    browser = cnn_activation_browser(CNN(), torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2]),
+                                     class_name=lambda index: f"class {index}")
+    (slider, relu_box), layer_buttons = browser.children[0].children, browser.children[1]
+    assert len(shown) == 1 and len([a for a in shown[0].axes if a.images]) == 1 + 8
+    assert shown[0].axes[0].get_title().startswith("example 0: class 0")
+    slider.value = 2
+    assert shown[-1].axes[0].get_title().startswith("example 2: class 2")
+    layer_buttons.value = "conv2"
+    assert len([a for a in shown[-1].axes if a.images]) == 1 + 16
+    relu_box.value = True
+    assert shown[-1].axes[1].images[0].get_clim()[0] == 0.0  # after the ReLU nothing is negative
+    assert len(shown) == 4
+    with pytest.raises(ValueError, match="at least one image"):
+        cnn_activation_browser(CNN(), torch.empty(0, 1, 28, 28), torch.empty(0, dtype=torch.long))
