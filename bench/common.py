@@ -151,6 +151,13 @@ def timed(function: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
+EXPLANATION = (
+    "Every speed is a ratio against a reference measured in the same process, on the same data, "
+    "alternating with it round by round (so a change in the machine's load hits both): "
+    "ratio = project speed / reference speed, or for end-to-end rows measured time / budget. "
+    "Regenerate with the command below (`make bench`)."
+)
+
 COLUMNS = ("benchmark", "measured", "reference", "ratio", "goal", "verdict")
 
 
@@ -183,7 +190,7 @@ def header_lines(machine: dict[str, str], command: str) -> list[str]:
 
 def markdown_document(rows: Sequence[Row], machine: dict[str, str], command: str, title: str) -> str:
     header = "\n".join(f"- {line}" for line in header_lines(machine, f"`{command}`"))
-    return f"# {title}\n\n{header}\n\n{markdown_table(rows)}\n"
+    return f"# {title}\n\n{EXPLANATION}\n\n{header}\n\n{markdown_table(rows)}\n"
 
 
 def write_text_atomically(text: str, path: Path) -> None:

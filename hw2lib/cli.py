@@ -4,6 +4,7 @@ Explained in chapter 2 ("Reproducing the runs"). Commands:
 
 * ``cnn`` -- train (or load) one KMNIST configuration;
 * ``sweep`` -- every run of chapter 2, then a summary table.
+* ``seq2seq`` -- train (or load) the translators of chapter 3.
 
 Adding a command: write ``add_<name>_command(subparsers)`` that creates its subparser
 with ``subparsers.add_parser(...)`` and sets ``handler=<function(args) -> int>`` with
@@ -141,7 +142,33 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable] = [add_cnn_command, add_sweep_command]
+def add_seq2seq_command(subparsers) -> None:
+    """``seq2seq``: the Spanish -> English translators of chapter 3."""
+    parser = subparsers.add_parser("seq2seq", help="train (or load) the chapter 3 translators", description=(
+        "Train the character-level translator without (a) and/or with (b) bilinear attention and store it under "
+        "results/<profile>/; a stored run with the same configuration is loaded instead."))
+    parser.add_argument("--attention", choices=("no", "yes", "both"), default="both",
+                        help="model (a) without attention, (b) with it, or both (default)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the profile's)")
+    parser.add_argument("--retrain", action="store_true", help="train again even if the run is stored")
+    add_common_options(parser)
+    parser.set_defaults(handler=run_seq2seq_command, variant="course")
+
+
+def run_seq2seq_command(args: argparse.Namespace) -> int:
+    from .translate import get_seq2seq_run
+
+    options = _prepare(args)
+    options.pop("variant")  # the course's files: the only data the homework's numbers refer to
+    for attention in {"no": [False], "yes": [True], "both": [False, True]}[args.attention]:
+        run = get_seq2seq_run(attention, epochs=args.epochs, retrain=args.retrain, **options)
+        metrics = run.metrics
+        print(f"{run.path.name}: val error {metrics['val_error']:.4f}, test error {metrics['test_error']:.4f} "
+              f"after {run.config['epochs']} epochs ({metrics['seconds_per_epoch']:.2f} s/epoch) -> {run.path}")
+    return 0
+
+
+COMMANDS: list[Callable] = [add_cnn_command, add_sweep_command, add_seq2seq_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

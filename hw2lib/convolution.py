@@ -331,6 +331,23 @@ def attention_output(pixels: torch.Tensor) -> torch.Tensor:
     return attention_probabilities(pixels) @ pixels
 
 
+def counting_kernel(kernel_height: int, kernel_width: int) -> torch.Tensor:
+    """The kernel 1, 2, ..., MN (chapter 1): a distinct value per entry, so a heatmap of **M** shows
+    where each kernel entry lands."""
+    return torch.arange(1.0, kernel_height * kernel_width + 1).reshape(kernel_height, kernel_width)
+
+
+def symbolic_matrix(input_shape: IntPair, kernel_shape: IntPair) -> list[list[str]]:
+    """**M** written with kernel names (chapter 1): ``"k01"`` where ``K[0, 1]`` sits, ``"."`` for a zero."""
+    height, width = _pair(input_shape, "input shape")
+    out_h, out_w = conv_output_shape(input_shape, kernel_shape)
+    rows = []
+    for row in range(out_h * out_w):
+        labels = [kernel_index_at(row, col, input_shape, kernel_shape) for col in range(height * width)]
+        rows.append(["." if label is None else f"k{label[0]}{label[1]}" for label in labels])
+    return rows
+
+
 def draw_conv_matrix(ax, matrix: torch.Tensor, block_shape: IntPair, title: str, output_width: str = "W'") -> None:
     """Heatmap of a convolution matrix on ``ax`` with its block boundaries drawn; zeros stay white
     (chapter 1). ``block_shape`` is ``(W', W)`` for the valid **M**, ``(W, W)`` for the circulant one,

@@ -1,4 +1,5 @@
-"""Decoding a trained translator: batched greedy search, batched beam search, and scoring.
+"""Decoding a trained translator: batched greedy search, batched beam search, scoring outputs,
+and decoding a whole split with its translation scores and timing.
 
 Chapter 3 uses these for the validation error after every epoch (greedy) and for question (c)
 (beam search). All decoders run in evaluation mode (no dropout) without gradients, and restore
@@ -7,6 +8,7 @@ the model's previous mode afterwards.
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -16,7 +18,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .chardata import EOS, PAD, SOS, CharPairs, collate_pairs
+from .chardata import EOS, PAD, SOS, CharPairs, Vocabulary, collate_pairs
+from .metrics import translation_scores
+from .train import model_device
 
 if TYPE_CHECKING:  # seq2seq imports this module for its training task
     from .seq2seq import Seq2Seq
@@ -41,7 +45,7 @@ class Hypothesis:
 
 @contextmanager
 def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Switch off dropout and gradients; put the model back in its previous mode afterwards."""
+    """Switch off dropout and gradients; put the model back in its previous mode afterwards (chapter 3)."""
     was_training = model.training
     model.eval()
     try:
@@ -49,10 +53,6 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
             yield
     finally:
         model.train(was_training)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _cut_at_eos(row: Sequence[int]) -> list[int]:
@@ -244,3 +244,46 @@ def decode_split(model: Seq2Seq, pairs: CharPairs, *, beam_size: int | None = No
                                       max_length=max_length, length_normalisation=length_normalisation,
                                       keep_attention=keep_attention)
     return hypotheses
+
+
+def evaluate_decoding(model: Seq2Seq, pairs: CharPairs, target_vocab: Vocabulary, *, beam_size: int | None = None,
+                      length_normalisation: float = 0.0, batch_size: int = 250) -> dict:
+    """Decode a split and score it (chapter 3): error rate, BLEU, chrF, exact match, the decoding time
+    in seconds, the mean model log-probability of the outputs, and the predictions themselves."""
+    started = time.perf_counter()
+    hypotheses = decode_split(model, pairs, beam_size=beam_size, length_normalisation=length_normalisation,
+                              batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    predictions = [target_vocab.decode(hypothesis.tokens) for hypothesis in hypotheses]
+    references = [english for _, english in pairs.pairs]
+    return {**translation_scores(references, predictions), "seconds": seconds,
+            "mean_log_prob": float(np.mean([hypothesis.log_prob for hypothesis in hypotheses])),
+            "finished": float(np.mean([hypothesis.finished for hypothesis in hypotheses])),
+            "predictions": predictions, "log_probs": [hypothesis.log_prob for hypothesis in hypotheses]}
+
+
+def compare_decoders(model: Seq2Seq, pairs: CharPairs, target_vocab: Vocabulary, *, beam_sizes=(1, 3, 5, 10),
+                     length_normalisation: float | None = 1.0, batch_size: int = 250) -> list[dict]:
+    """Greedy decoding against beam search of each size in ``beam_sizes`` (and, with
+    ``length_normalisation``, the largest beam with that alpha) on one split (chapter 3).
+
+    One row per decoder: its scores (see :func:`evaluate_decoding`) and, against greedy, the
+    fraction of sentences whose output is more probable, less probable, or identical.
+    """
+    settings = [("greedy", None, 0.0)] + [(f"beam {size}", size, 0.0) for size in beam_sizes]
+    if length_normalisation:
+        largest = max(beam_sizes)
+        settings.append((f"beam {largest}, alpha {length_normalisation:g}", largest, length_normalisation))
+    rows, greedy = [], None
+    for label, beam_size, alpha in settings:
+        report = evaluate_decoding(model, pairs, target_vocab, beam_size=beam_size, length_normalisation=alpha,
+                                   batch_size=batch_size)
+        greedy = greedy or report
+        differences = np.array(report["log_probs"]) - np.array(greedy["log_probs"])
+        same = np.array([a == b for a, b in zip(report["predictions"], greedy["predictions"])])
+        rows.append({"decoder": label, "beam_size": beam_size or 1, "length_normalisation": alpha,
+                     **{key: value for key, value in report.items() if key not in ("log_probs",)},
+                     "same_as_greedy": float(same.mean()),
+                     "more_probable_than_greedy": float(((differences > 1e-4) & ~same).mean()),
+                     "less_probable_than_greedy": float(((differences < -1e-4) & ~same).mean())})
+    return rows

@@ -206,25 +206,29 @@ class TranslationTask:
         return teacher_forcing_loss(model, batch)
 
     def evaluate(self, model: Seq2Seq) -> dict[str, float]:
-        from .decoding import decode_split, evaluation_mode  # decoding needs this module's types
+        from .decoding import decode_split  # decoding imports this module
         from .metrics import error_rate
 
         self.epochs_evaluated += 1
         hypotheses = decode_split(model, self.val_pairs)
         val_error = error_rate(self.val_references, [self.target_vocab.decode(h.tokens) for h in hypotheses])
-        with evaluation_mode(model):
-            device = next(model.parameters()).device
-            losses = [teacher_forcing_loss(model, collate_pairs([self.val_pairs[index] for index in
-                                                                 range(start, min(start + 500, len(self.val_pairs)))]
-                                                                ).to(device), reduction="sum")
-                      for start in range(0, len(self.val_pairs), 500)]
-            tokens = sum(int((pair[1] != PAD).sum()) - 1 for pair in self.val_pairs)
-            val_loss = float(sum(losses)) / tokens
         if val_error < self.best_error:
             self.best_error, self.best_epoch = val_error, self.epochs_evaluated
             if self.best_weights_path is not None:
                 save_state_dict(model, self.best_weights_path)
-        return {"val_error": val_error, "val_loss": val_loss}
+        return {"val_error": val_error, "val_loss": self.validation_loss(model)}
+
+    def validation_loss(self, model: Seq2Seq, batch_size: int = 500) -> float:
+        """Teacher-forcing cross-entropy per target character over the validation split."""
+        device = next(model.parameters()).device
+        total, characters = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(self.val_pairs), batch_size):
+                indices = range(start, min(start + batch_size, len(self.val_pairs)))
+                batch = collate_pairs([self.val_pairs[index] for index in indices]).to(device)
+                total += float(teacher_forcing_loss(model, batch, reduction="sum"))
+                characters += int((batch.target[:, 1:] != PAD).sum())
+        return total / characters
 
 
 def teacher_forcing_loss(model: Seq2Seq, batch: CharBatch, reduction: str = "mean") -> torch.Tensor:

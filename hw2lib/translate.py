@@ -8,7 +8,6 @@ stored run; :func:`get_seq2seq_run` loads that run or trains it through the shar
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -17,8 +16,7 @@ import numpy as np
 import torch
 
 from .chardata import EOS, SPECIALS, UNK, CharMT, CharPairs, load_char_mt, normalise
-from .decoding import MAX_DECODING_STEPS, Hypothesis, beam_search, decode_split, greedy_decode
-from .metrics import translation_scores
+from .decoding import MAX_DECODING_STEPS, Hypothesis, beam_search, evaluate_decoding, greedy_decode
 from .runs import CHECKPOINT_NAME, Run, current_profile, get_or_train, save_weights
 from .seq2seq import Seq2Seq, TranslationTask, count_parameters
 from .train import choose_device, load_checkpoint, train
@@ -81,49 +79,6 @@ def build_seq2seq(config: dict, data: CharMT) -> Seq2Seq:
                    dropout=config["dropout"], attention=config["attention"])
 
 
-def evaluate_decoding(model: Seq2Seq, pairs: CharPairs, target_vocab, *, beam_size: int | None = None,
-                      length_normalisation: float = 0.0, batch_size: int = 250) -> dict:
-    """Decode a split and score it (chapter 3): error rate, BLEU, chrF, exact match, the decoding time
-    in seconds, the mean model log-probability of the outputs, and the predictions themselves."""
-    started = time.perf_counter()
-    hypotheses = decode_split(model, pairs, beam_size=beam_size, length_normalisation=length_normalisation,
-                              batch_size=batch_size)
-    seconds = time.perf_counter() - started
-    predictions = [target_vocab.decode(hypothesis.tokens) for hypothesis in hypotheses]
-    references = [english for _, english in pairs.pairs]
-    return {**translation_scores(references, predictions), "seconds": seconds,
-            "mean_log_prob": float(np.mean([hypothesis.log_prob for hypothesis in hypotheses])),
-            "finished": float(np.mean([hypothesis.finished for hypothesis in hypotheses])),
-            "predictions": predictions, "log_probs": [hypothesis.log_prob for hypothesis in hypotheses]}
-
-
-def compare_decoders(model: Seq2Seq, pairs: CharPairs, target_vocab, *, beam_sizes=(1, 3, 5, 10),
-                     length_normalisation: float | None = 1.0, batch_size: int = 250) -> list[dict]:
-    """Greedy decoding against beam search of each size in ``beam_sizes`` (and, with
-    ``length_normalisation``, the largest beam with that alpha) on one split (chapter 3).
-
-    One row per decoder: its scores (see :func:`evaluate_decoding`) and, against greedy, the
-    fraction of sentences whose output is more probable, less probable, or identical.
-    """
-    settings = [("greedy", None, 0.0)] + [(f"beam {size}", size, 0.0) for size in beam_sizes]
-    if length_normalisation:
-        largest = max(beam_sizes)
-        settings.append((f"beam {largest}, alpha {length_normalisation:g}", largest, length_normalisation))
-    rows, greedy = [], None
-    for label, beam_size, alpha in settings:
-        report = evaluate_decoding(model, pairs, target_vocab, beam_size=beam_size, length_normalisation=alpha,
-                                   batch_size=batch_size)
-        greedy = greedy or report
-        differences = np.array(report["log_probs"]) - np.array(greedy["log_probs"])
-        same = np.array([a == b for a, b in zip(report["predictions"], greedy["predictions"])])
-        rows.append({"decoder": label, "beam_size": beam_size or 1, "length_normalisation": alpha,
-                     **{key: value for key, value in report.items() if key not in ("log_probs",)},
-                     "same_as_greedy": float(same.mean()),
-                     "more_probable_than_greedy": float(((differences > 1e-4) & ~same).mean()),
-                     "less_probable_than_greedy": float(((differences < -1e-4) & ~same).mean())})
-    return rows
-
-
 def monotonic_fraction(hypothesis: Hypothesis) -> float:
     """Fraction of consecutive output characters whose attention peak does not move left in the
     source (chapter 3); 1.0 is a perfectly monotonic alignment. The EOS step is left out."""
@@ -183,6 +138,36 @@ def get_seq2seq_run(attention: bool, *, profile: str | None = None, epochs: int 
                         retrain=retrain)
 
 
+MODEL_LABELS = {False: "(a) no attention", True: "(b) bilinear attention"}
+
+
+def chapter_runs(**options) -> dict[bool, Run]:
+    """Both runs of chapter 3, keyed by ``attention``; options go to :func:`get_seq2seq_run`."""
+    return {attention: get_seq2seq_run(attention, **options) for attention in (False, True)}
+
+
+def published_range(attention: bool, split: str) -> tuple[float, float]:
+    """The lowest and highest published error rate of a model on "val" or "test" (chapter 3)."""
+    values = PUBLISHED_ERRORS[attention][split]
+    return min(values), max(values)
+
+
+def results_rows(runs: dict[bool, Run]) -> list[dict]:
+    """One row per model: final and best-epoch greedy error rates beside the published ranges,
+    training time and size (chapter 3)."""
+    rows = []
+    for attention, run in runs.items():
+        metrics = run.metrics
+        rows.append({"model": MODEL_LABELS[attention], "val_error": metrics["val_error"],
+                     "test_error": metrics["test_error"],
+                     "published_val": "{:.4f} - {:.4f}".format(*published_range(attention, "val")),
+                     "published_test": "{:.4f} - {:.4f}".format(*published_range(attention, "test")),
+                     "best_epoch": metrics["best_epoch"], "best_val_error": metrics["best_val"]["error_rate"],
+                     "best_test_error": metrics["best_test"]["error_rate"], "parameters": metrics["parameters"],
+                     "seconds_per_epoch": metrics["seconds_per_epoch"], "wall_minutes": metrics["wall_seconds"] / 60})
+    return rows
+
+
 def load_seq2seq(run: Run, *, weights: str = "final") -> Seq2Seq:
     """The trained translator of a stored run, on the CPU in eval mode; ``weights`` is "final" (after
     the last epoch) or "best" (the epoch with the lowest validation error) (chapter 3)."""
@@ -232,7 +217,7 @@ def translate(model: Seq2Seq, data: CharMT, text: str, *, beam_size: int | None 
     notes = []
     if removed:
         shown = "".join(removed[:20]) + ("..." if len(removed) > 20 else "")
-        notes.append(f"the course's normalisation removes {len(removed)} kind(s) of character: {shown}")
+        notes.append(f"the course's normalisation removes {len(removed)} distinct character(s): {shown}")
     source_ids = data.source_vocab.encode(normalised)
     source_symbols = ["\ufffd" if token == UNK else data.source_vocab.symbols[token] for token in source_ids]
     if not normalised.strip():
@@ -298,5 +283,30 @@ def plot_attention_grid(translations: list[Translation], *, columns: int = 3, ti
             plot_attention(translations[index], axis=axis, title=None if titles is None else titles[index])
         else:
             axis.axis("off")
+    figure.tight_layout()
+    return figure
+
+
+def plot_decoder_comparison(comparisons: dict[str, list[dict]], *, metric: str = "error_rate"):
+    """Question (c) at a glance (chapter 3): ``metric`` and decoding time against the beam size, one
+    line per entry of ``comparisons`` (label -> rows of :func:`hw2lib.decoding.compare_decoders`);
+    greedy decoding is the star at beam size 1. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.6))
+    for label, rows in comparisons.items():
+        beams = [row for row in rows if row["decoder"].startswith("beam") and row["length_normalisation"] == 0]
+        greedy = next(row for row in rows if row["decoder"] == "greedy")
+        for axis, key in ((left, metric), (right, "seconds")):
+            line, = axis.plot([row["beam_size"] for row in beams], [row[key] for row in beams], marker="o", label=label)
+            axis.plot([1], [greedy[key]], marker="*", markersize=12, color=line.get_color(), linestyle="none")
+    left.set_ylabel(metric.replace("_", " "))
+    right.set_ylabel("decoding time of the split (s)")
+    for axis in (left, right):
+        axis.set_xlabel("beam size (star: greedy)")
+        axis.set_xscale("log")
+        axis.set_xticks([1, 3, 5, 10], ["1", "3", "5", "10"])
+        axis.grid(alpha=0.3)
+    left.legend(fontsize=8)
     figure.tight_layout()
     return figure

@@ -15,6 +15,41 @@ from IPython.display import display
 
 from .plots import plot_activation_maps
 
+# ---------------------------------------------------------------- chapter 1: convolution as a matrix
+
+
+def conv_matrix_explorer(height: int = 4, width: int = 5, kernel_height: int = 2, kernel_width: int = 3,
+                         largest: int = 8) -> widgets.VBox:
+    """Sliders for H, W, M, N that redraw the matrix **M** of a valid convolution (Chapter 1, Q1 (b))."""
+    from .convolution import conv_matrix, counting_kernel, draw_conv_matrix, is_doubly_block_toeplitz
+
+    sliders = {name: widgets.IntSlider(value=value, min=1, max=largest, description=name, continuous_update=False)
+               for name, value in (("H", height), ("W", width), ("M", kernel_height), ("N", kernel_width))}
+    output = widgets.Output()
+
+    def redraw(_change=None) -> None:
+        h, w, m, n = (sliders[name].value for name in ("H", "W", "M", "N"))
+        with output:
+            output.clear_output(wait=True)
+            try:
+                matrix = conv_matrix(counting_kernel(m, n), (h, w))
+            except ValueError as error:  # a kernel larger than the image: say so instead of drawing
+                print(error)
+                return
+            out_w = w - n + 1
+            figure, axis = plt.subplots(figsize=(9, 4.5))
+            draw_conv_matrix(axis, matrix, (out_w, w),
+                             f"M for {h}x{w} and {m}x{n}: {tuple(matrix.shape)}, "
+                             f"doubly block Toeplitz: {is_doubly_block_toeplitz(matrix, (out_w, w))}")
+            display(figure)
+            plt.close(figure)
+
+    for slider in sliders.values():
+        slider.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox(list(sliders.values())), output])
+
+
 # ---------------------------------------------------------------- chapter 2: the CNN
 
 
@@ -87,7 +122,7 @@ def translation_figure(models: dict, data, text: str, *, beam_size: int = 5):
     return "\n".join(lines), figure
 
 
-def translation_explorer(models: dict, data, *, text: str = "¿Dónde está mi perro?",
+def translation_explorer(models: dict, data, *, text: str = "¿Quién eres?",
                          beam_size: int = 5) -> widgets.VBox:
     """Type Spanish, see the normalised input, greedy and beam translations of every model in
     ``models`` (name -> Seq2Seq) and the attention heatmaps (chapter 3)."""

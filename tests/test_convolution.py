@@ -402,3 +402,26 @@ def test_draw_conv_matrix_marks_block_boundaries_and_blanks_zeros():
         (matrix == 0).sum())
     assert ax.get_title() == "M"
     plt.close(figure)
+
+
+def test_symbolic_matrix_and_counting_kernel():
+    from hw2lib.convolution import counting_kernel, symbolic_matrix
+
+    kernel = counting_kernel(2, 3)
+    assert kernel.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    rows = symbolic_matrix((3, 3), (2, 2))
+    assert len(rows) == 4 and all(len(row) == 9 for row in rows)
+    assert rows[0] == ["k00", "k01", ".", "k10", "k11", ".", ".", ".", "."]
+    assert rows[3] == [".", ".", ".", ".", "k00", "k01", ".", "k10", "k11"]
+
+
+def test_conv_matrix_explorer_redraws_and_reports_bad_sizes(capsys):
+    from hw2lib.widgets import conv_matrix_explorer
+
+    explorer = conv_matrix_explorer(height=4, width=5, kernel_height=2, kernel_width=3)
+    sliders = explorer.children[0].children
+    assert [slider.description for slider in sliders] == ["H", "W", "M", "N"]
+    capsys.readouterr()
+    sliders[2].value = 6  # kernel taller than the 4-pixel image: an explanation, not a figure
+    # Outside a running kernel the Output widget passes its text through to stdout.
+    assert "kernel size 6 is larger than the padded input size 4" in capsys.readouterr().out

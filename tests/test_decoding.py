@@ -90,6 +90,40 @@ def test_beam_size_one_is_greedy(seed):
                    for g, b in zip(greedy, beam))
 
 
+def reference_beam(model, source_row, length, beam_size, max_length):
+    """Beam search written plainly for one sentence: the (score, tokens) it returns."""
+    with torch.no_grad():
+        model.eval()
+        encoded = model.encode(source_row[:length].unsqueeze(0), torch.tensor([length]))
+        beam = [(0.0, [], False, encoded.state)]
+        for _ in range(max_length):
+            candidates = []
+            for score, tokens, finished, state in beam:
+                if finished:
+                    candidates.append((score, tokens, True, state))
+                    continue
+                log_probs, new_state, _ = model.step(torch.tensor([tokens[-1] if tokens else SOS]), state, encoded)
+                candidates += [(score + value, tokens + [token], token == EOS, new_state)
+                               for token, value in enumerate(log_probs[0].tolist())]
+            beam = sorted(candidates, key=lambda candidate: -candidate[0])[:beam_size]
+            if beam[0][2]:
+                break
+        return beam[0][0], beam[0][1]
+
+
+@pytest.mark.parametrize("beam_size", [2, 4])
+def test_batched_beam_search_equals_a_plain_one_sentence_beam_search(beam_size):
+    model = random_model(11, scale=1.5)
+    with torch.no_grad():
+        model.generator.bias[EOS] += 1.0
+    source, lengths = random_batch([6, 3, 9, 1, 5], seed=12)
+    batched = beam_search(model, source, lengths, beam_size=beam_size, max_length=12)
+    for row in range(5):
+        score, tokens = reference_beam(model, source[row], int(lengths[row]), beam_size, 12)
+        assert batched[row].tokens == tokens
+        assert batched[row].log_prob == pytest.approx(score, abs=1e-4)
+
+
 def all_outputs(vocab_size: int, max_length: int):
     """Every output a decoder limited to ``max_length`` steps can produce."""
     for length in range(1, max_length + 1):

@@ -9,7 +9,8 @@ import torch
 from hw2lib.chardata import build_dataset, normalise
 from hw2lib.metrics import error_rate
 from hw2lib.seq2seq import Seq2Seq
-from hw2lib.translate import (evaluate_decoding, get_seq2seq_run, load_seq2seq, seq2seq_config, translate)
+from hw2lib.decoding import evaluate_decoding
+from hw2lib.translate import get_seq2seq_run, load_seq2seq, seq2seq_config, translate
 
 TOY = [("el gato .", "the cat ."), ("la casa .", "the house ."), ("un perro .", "a dog .")]
 
@@ -141,3 +142,16 @@ def test_explorer_redraws_for_new_text_and_beam_size(toy, monkeypatch):
     assert len(shown) == 3
     with pytest.raises(ValueError, match="at least one model"):
         translation_explorer({}, data)
+
+
+def test_command_line_trains_then_loads_a_translator(use_mirror, monkeypatch, tmp_path, capsys):
+    from hw2lib.cli import main
+
+    monkeypatch.setenv("HW2LIB_PROFILE", "quick")
+    monkeypatch.setenv("HW2LIB_RESULTS", str(tmp_path))
+    arguments = ["seq2seq", "--profile", "quick", "--attention", "no", "--epochs", "1", "--no-progress"]
+    assert main(arguments) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("seq2seq-no-attention-") and "val error" in first and "after 1 epochs" in first
+    assert main(arguments) == 0
+    assert capsys.readouterr().out == first  # the stored run, not a new one

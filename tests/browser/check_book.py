@@ -273,7 +273,8 @@ _WIDGETS_SETTLED = """
     try { modelId = JSON.parse(script.textContent).model_id; } catch (error) { return true; }
     if (!(modelId in models)) return true;
     const area = script.previousElementSibling;
-    return area && area.classList.contains('widget-subarea') && area.querySelector('.jupyter-widgets, [class*="widget-"]');
+    return area && area.classList.contains('widget-subarea')
+      && area.querySelector('.jupyter-widgets, [class*="widget-"]');
   });
 }
 """
@@ -301,15 +302,74 @@ def _raw_tex_snippets(text: str, limit: int = 3) -> list[str]:
     return snippets
 
 
-def check_page(context, base_url: str, page_path: str, screenshot_dir: Path | None = None) -> PageReport:
-    """Open one page in ``context`` (see :func:`open_browser`) and report what is broken on it."""
-    report = PageReport(page=page_path)
+def _inspect(page, report: PageReport, screenshot_dir: Path | None) -> None:
+    """The checks on a loaded page; problems go to ``report.problems``."""
     problems = report.problems
+    # MathJax first (it typesets after load), then images and widgets.
+    mathjax = page.evaluate(_WAIT_FOR_MATHJAX)
+    math = page.evaluate(_MATH_STATE)
+    report.math_elements, report.typeset_math = math["count"], math["typeset"]
+    if math["count"] and mathjax != "done":
+        problems.append(f"MathJax did not typeset the page's {math['count']} formulas (MathJax {mathjax})")
+    if math["untypeset"]:
+        shown = "; ".join(repr(text) for text in math["untypeset"][:3])
+        problems.append(f"{len(math['untypeset'])} of {math['count']} formulas not typeset, e.g. {shown}")
+    if math["errors"]:
+        shown = "; ".join(repr(text) for text in math["errors"][:3])
+        problems.append(f"MathJax reported {len(math['errors'])} TeX error(s): {shown}")
+    snippets = _raw_tex_snippets(page.evaluate(_VISIBLE_PROSE))
+    if snippets:
+        problems.append("raw TeX in the visible text: " + "; ".join(repr(s) for s in snippets))
+
+    images = page.evaluate(_IMAGES, SETTLE_TIMEOUT_MS)
+    report.images = len(images)
+    for image in images:
+        if not (image["complete"] and image["width"] > 0):
+            problems.append(f"image did not load: {image['src'] or '(no src)'}")
+
+    with contextlib.suppress(Exception):  # a timeout is reported below, view by view
+        page.wait_for_function(_WIDGETS_SETTLED, timeout=SETTLE_TIMEOUT_MS)
+    widgets = page.evaluate(_WIDGETS)
+    report.widget_views = len(widgets["views"])
+    report.rendered_widgets = [view for view in widgets["views"] if view["rendered"]]
+    for view in widgets["views"]:
+        if not view["rendered"]:
+            detail = f": {view['text']!r}" if view["text"] else ""
+            problems.append(
+                f"widget {view['model_name']} (model {view['model_id']}) did not render from the "
+                f"page's saved widget state ({widgets['states']} state block(s) on the page){detail}"
+            )
+
+    for resource in page.evaluate(_RESOURCE_TAGS):
+        if resource["tag"] == "link" and not (set(resource["rel"].split()) & _LOADING_RELS):
+            continue
+        if not is_local_url(resource["url"]):
+            host = urlsplit(resource["url"]).hostname or resource["url"]
+            rel = f" rel={resource['rel']}" if resource["rel"] else ""
+            problems.append(f"<{resource['tag']}{rel}> points outside the machine, to {host}: {resource['url']}")
+
+    with contextlib.suppress(Exception):  # late requests (fonts, lazy components) are still recorded
+        page.wait_for_load_state("networkidle", timeout=5_000)
+    report.links = page.evaluate(_LINKS)
+
+    if screenshot_dir is not None:
+        screenshot_dir.mkdir(parents=True, exist_ok=True)
+        target = screenshot_dir / screenshot_name(report.page)
+        partial = target.with_name(target.name + ".part")
+        page.screenshot(path=str(partial), full_page=True, type="png")
+        os.replace(partial, target)
+        report.screenshot = target
+
+
+def check_page(context, base_url: str, page_path: str, screenshot_dir: Path | None = None) -> PageReport:
+    """Open one page in ``context`` (see :func:`open_browser`) and report what is broken on it.
+
+    Requests to any host but 127.0.0.1/localhost are recorded and blocked, so a failing check
+    never reaches the outside either."""
+    report = PageReport(page=page_path)
     outside: list[str] = []
     failed_local: list[str] = []
     page_errors: list[str] = []
-
-    page = context.new_page()
 
     def route(route_request) -> None:
         url = route_request.request.url
@@ -319,6 +379,11 @@ def check_page(context, base_url: str, page_path: str, screenshot_dir: Path | No
             outside.append(url)
             route_request.abort("blockedbyclient")
 
+    def on_websocket(socket) -> None:
+        report.requests.append(socket.url)
+        if not is_local_url(socket.url):
+            outside.append(socket.url)
+
     def on_request_failed(request) -> None:
         if is_local_url(request.url) and request.url not in outside:
             failed_local.append(f"{request.url} ({request.failure})")
@@ -327,16 +392,6 @@ def check_page(context, base_url: str, page_path: str, screenshot_dir: Path | No
         if response.status >= 400 and is_local_url(response.url):
             failed_local.append(f"{response.url} (HTTP {response.status})")
 
-    page.route("**/*", route)
-    page.on("request", lambda request: report.requests.append(request.url))
-    def on_websocket(socket) -> None:
-        report.requests.append(socket.url)
-        if not is_local_url(socket.url):
-            outside.append(socket.url)
-
-    page.on("websocket", on_websocket)
-    page.on("requestfailed", on_request_failed)
-    page.on("response", on_response)
     def on_page_error(error) -> None:
         message = (getattr(error, "message", "") or str(error)).splitlines()[0][:200]
         # Name the script that threw: the first address in the stack, relative to the site.
@@ -345,78 +400,33 @@ def check_page(context, base_url: str, page_path: str, screenshot_dir: Path | No
             message += f" (in {urlsplit(where.group(1)).path.lstrip('/') or where.group(1)})"
         page_errors.append(message)
 
+    page = context.new_page()
+    page.route("**/*", route)
+    page.on("request", lambda request: report.requests.append(request.url))
+    page.on("websocket", on_websocket)
+    page.on("requestfailed", on_request_failed)
+    page.on("response", on_response)
     page.on("pageerror", on_page_error)
     try:
         try:
             page.goto(base_url + page_path, wait_until="load", timeout=PAGE_TIMEOUT_MS)
         except Exception as error:  # a page that does not load is reported, not raised
-            problems.append(f"the page did not load: {error}".splitlines()[0])
-            return report
-
-        # MathJax first (it typesets after load), then images and widgets.
-        mathjax = page.evaluate(_WAIT_FOR_MATHJAX)
-        math = page.evaluate(_MATH_STATE)
-        report.math_elements, report.typeset_math = math["count"], math["typeset"]
-        if math["count"] and mathjax != "done":
-            problems.append(f"MathJax did not typeset the page's {math['count']} formulas (MathJax {mathjax})")
-        if math["untypeset"]:
-            shown = "; ".join(repr(text) for text in math["untypeset"][:3])
-            problems.append(f"{len(math['untypeset'])} of {math['count']} formulas not typeset, e.g. {shown}")
-        if math["errors"]:
-            shown = "; ".join(repr(text) for text in math["errors"][:3])
-            problems.append(f"MathJax reported {len(math['errors'])} TeX error(s): {shown}")
-        snippets = _raw_tex_snippets(page.evaluate(_VISIBLE_PROSE))
-        if snippets:
-            problems.append("raw TeX in the visible text: " + "; ".join(repr(s) for s in snippets))
-
-        images = page.evaluate(_IMAGES, SETTLE_TIMEOUT_MS)
-        report.images = len(images)
-        for image in images:
-            if not (image["complete"] and image["width"] > 0):
-                problems.append(f"image did not load: {image['src'] or '(no src)'}")
-
-        with contextlib.suppress(Exception):  # a timeout is reported below, view by view
-            page.wait_for_function(_WIDGETS_SETTLED, timeout=SETTLE_TIMEOUT_MS)
-        widgets = page.evaluate(_WIDGETS)
-        report.widget_views = len(widgets["views"])
-        report.rendered_widgets = [view for view in widgets["views"] if view["rendered"]]
-        for view in widgets["views"]:
-            if not view["rendered"]:
-                detail = f": {view['text']!r}" if view["text"] else ""
-                problems.append(
-                    f"widget {view['model_name']} (model {view['model_id']}) did not render from the "
-                    f"page's saved widget state ({widgets['states']} state block(s) on the page){detail}"
-                )
-
-        for resource in page.evaluate(_RESOURCE_TAGS):
-            if resource["tag"] == "link" and not (set(resource["rel"].split()) & _LOADING_RELS):
-                continue
-            if not is_local_url(resource["url"]):
-                host = urlsplit(resource["url"]).hostname or resource["url"]
-                rel = f" rel={resource['rel']}" if resource["rel"] else ""
-                problems.append(f"<{resource['tag']}{rel}> points outside the machine, to {host}: {resource['url']}")
-
-        with contextlib.suppress(Exception):  # late requests (fonts, lazy components) are still recorded
-            page.wait_for_load_state("networkidle", timeout=5_000)
-        report.links = page.evaluate(_LINKS)
-
-        if screenshot_dir is not None:
-            screenshot_dir.mkdir(parents=True, exist_ok=True)
-            target = screenshot_dir / screenshot_name(page_path)
-            partial = target.with_name(target.name + ".part")
-            page.screenshot(path=str(partial), full_page=True, type="png")
-            os.replace(partial, target)
-            report.screenshot = target
+            report.problems.append(f"the page did not load: {error}".splitlines()[0])
+        else:
+            _inspect(page, report, screenshot_dir)
     finally:
+        # Events arrive only while Playwright waits, so copies taken now leave out the
+        # requests that closing the page aborts.
+        outside, failed_local, page_errors = list(outside), list(failed_local), list(page_errors)
         page.close()
 
     for url in dict.fromkeys(outside):
-        problems.append(f"request to {urlsplit(url).hostname or url} (outside the machine, blocked): {url}")
+        report.problems.append(f"request to {urlsplit(url).hostname or url} (outside the machine, blocked): {url}")
     for failure in dict.fromkeys(failed_local):
-        problems.append(f"local request failed: {failure}")
+        report.problems.append(f"local request failed: {failure}")
     for error, count in Counter(page_errors).items():
         times = f" ({count} times)" if count > 1 else ""
-        problems.append(f"uncaught script error{times}: {error}")
+        report.problems.append(f"uncaught script error{times}: {error}")
     return report
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -193,7 +192,11 @@ def test_a_broken_image_fails_and_is_named(browser, site):
         ("", "<p>An inline formula $x_1$ left raw.</p>", "raw TeX"),
         ("", "<p>A command \\frac{a}{b} in prose.</p>", "raw TeX"),
         ("", "<p><span class='math'>\\(x\\)</span></p>", "not typeset"),
-        ('<script defer src="_static/mathjax/missing.js"></script>', "<div class='math'>\\[y\\]</div>", "MathJax did not typeset"),
+        (
+            '<script defer src="_static/mathjax/missing.js"></script>',
+            "<div class='math'>\\[y\\]</div>",
+            "MathJax did not typeset",
+        ),
     ],
     ids=["dollars", "inline-dollar", "command", "no-mathjax", "mathjax-404"],
 )
@@ -367,7 +370,9 @@ def test_every_toc_entry_was_built(built_pages):
 def test_every_page_of_the_book_reads_correctly_offline(book_reports):
     problems = check_book.format_problems(list(book_reports.values()))
     assert not problems, f"problems in the rendered book (screenshots in {SCREENSHOTS}):\n{problems}"
-    missing_shots = [page for page, report in book_reports.items() if not (report.screenshot and report.screenshot.is_file())]
+    missing_shots = [
+        page for page, report in book_reports.items() if not (report.screenshot and report.screenshot.is_file())
+    ]
     assert not missing_shots, f"no screenshot written for {missing_shots}"
 
 

@@ -1,0 +1,277 @@
+"""How repeatable are the book's numbers? The same runs trained again with other random seeds.
+
+Explained in the appendix "How repeatable are these numbers?". The seed of a run's
+configuration sets everything random in training: the initial weights (``torch.manual_seed``
+before the model is built, see :func:`hw2lib.cnn_runs.train_kmnist_run` and
+:func:`hw2lib.translate.build_seq2seq`), dropout and the order of the training batches
+(:func:`hw2lib.train.train` seeds torch and its shuffling generator with it). The data
+splits do not depend on it. :func:`seed_runs` trains the best CNN and both translators once
+per seed in :data:`SEEDS` through the results store; the seed-42 runs are the chapters'
+own, the others keep only their metrics (no weights: they are only summarised here).
+
+``python -m hw2lib.seeds MODEL [MODEL ...] --seeds 43 44`` trains (or loads) such runs from
+the command line, one after the other, with ``--threads`` torch threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from . import cnn_runs, translate
+from .runs import Run, get_or_train
+
+SEEDS = (42, 43, 44)
+CNN_LEARNING_RATE = 5e-4  # the rate chapter 2 selects on dev
+CNN_VARIANT = "kmnist-t10k"  # the data of chapter 2's stored runs (named, so nothing is probed for)
+MODELS = ("cnn", "seq2seq-attention", "seq2seq-no-attention")
+WEIGHT_FILES = ("weights.pt", translate.BEST_WEIGHTS_NAME)
+
+# model -> (label, metric keys in the run's metrics: (dev, test), what the numbers are, higher is better)
+MODEL_METRICS = {
+    "cnn": ("CNN, lr 5e-4", ("dev_accuracy", "test_accuracy"), "accuracy", True),
+    "seq2seq-attention": ("seq2seq with attention", ("val_error", "test_error"), "error rate", False),
+    "seq2seq-no-attention": ("seq2seq without attention", ("val_error", "test_error"), "error rate", False),
+}
+
+
+def _check_model(model: str) -> None:
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+
+
+def _check_seed(seed: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"a seed must be a whole number >= 0, got {seed!r}")
+
+
+def base_config(model: str, *, profile: str | None = None) -> dict:
+    """The chapters' configuration of ``model`` (appendix "How repeatable are these numbers?").
+
+    "cnn" is :func:`hw2lib.cnn_runs.cnn_config` at the chosen rate 5e-4; the translators are
+    :func:`hw2lib.translate.seq2seq_config`.
+    """
+    _check_model(model)
+    if model == "cnn":
+        return cnn_runs.cnn_config(CNN_LEARNING_RATE, variant=CNN_VARIANT, profile=profile)
+    return translate.seq2seq_config(model == "seq2seq-attention", profile=profile)
+
+
+def with_seed(config: dict, seed: int) -> dict:
+    """A copy of ``config`` with ``"seed": seed``; nothing else changes (appendix "How repeatable ...")."""
+    _check_seed(seed)
+    if "seed" not in config:
+        raise ValueError("the configuration has no 'seed' entry; is it a run configuration?")
+    return {**config, "seed": seed}
+
+
+def seed_run_name(model: str, config: dict) -> str:
+    """The run's folder name: the chapter's own name for the chapter's seed, ``...-seed43`` otherwise."""
+    _check_model(model)
+    name = cnn_runs.run_name(config) if model == "cnn" else translate.run_name(config)
+    default_seed = base_config(model, profile=config["profile"])["seed"]
+    return name if config["seed"] == default_seed else f"{name}-seed{config['seed']}"
+
+
+def _train_function(model: str, device: str, progress: bool) -> Callable[[dict, Path], dict]:
+    if model == "cnn" or model == "kmnist-classification":
+        return lambda config, run_dir: cnn_runs.train_kmnist_run(config, run_dir, device=device, progress=progress)
+    return lambda config, run_dir: translate.train_seq2seq_run(config, run_dir, device=device, progress=progress)
+
+
+def drop_weights(run: Run) -> list[str]:
+    """Delete a run's stored weight files; return the names deleted (appendix "How repeatable ...")."""
+    deleted = []
+    for name in WEIGHT_FILES:
+        path = run.path / name
+        if path.is_file():
+            path.unlink()
+            deleted.append(name)
+    return deleted
+
+
+def get_seed_run(model: str, seed: int, *, profile: str | None = None, keep_weights: bool | None = None,
+                 device: str = "auto", progress: bool = True) -> Run:
+    """The stored run of ``model`` trained with ``seed``, trained first if there is none (appendix
+    "How repeatable are these numbers?").
+
+    The chapter's seed gives exactly the chapter's run (same configuration, same folder). Runs
+    with any other seed keep no weights unless ``keep_weights=True``: the training functions
+    write them (the translator needs its best epoch's weights to score it), and they are
+    deleted once the metrics are stored.
+    """
+    config = with_seed(base_config(model, profile=profile), seed)
+    is_chapter_run = seed == base_config(model, profile=config["profile"])["seed"]
+    run = get_or_train(seed_run_name(model, config), config, _train_function(model, device, progress))
+    if not (is_chapter_run if keep_weights is None else keep_weights):
+        drop_weights(run)  # also cleans up after a process that stopped between the metrics and this line
+    return run
+
+
+def seed_runs(model: str, seeds: Sequence[int] = SEEDS, **options) -> dict[int, Run]:
+    """``{seed: run}`` for ``model`` over ``seeds`` (appendix); options go to :func:`get_seed_run`."""
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"seeds must be distinct and at least one, got {list(seeds)}")
+    return {seed: get_seed_run(model, seed, **options) for seed in seeds}
+
+
+def replay(run: Run, *, epochs: int = 1, threads: int | None = None, progress: bool = False) -> dict:
+    """Train the first ``epochs`` epochs of a stored run again and compare them with its stored history
+    (appendix "How repeatable are these numbers?").
+
+    The replay uses the stored run's configuration and device, and its torch thread count unless
+    ``threads`` names another (on a CPU the count can change the order in which sums are taken, and
+    so the last bits of every number). It trains in a temporary folder: nothing is stored. Returns
+    ``{"identical": bool, "max_difference": float, "threads": int, "stored": rows, "replayed": rows}``;
+    wall-clock times are left out of the comparison.
+    """
+    task = run.config.get("task")
+    if task not in ("kmnist-classification", "char-translation"):
+        raise ValueError(f"cannot replay a run of task {task!r}; only the CNN and translator runs")
+    if not 1 <= epochs <= run.config["epochs"]:
+        raise ValueError(f"epochs must be between 1 and the run's {run.config['epochs']}, got {epochs}")
+    config = {**run.config, "epochs": epochs}
+    previous_threads = torch.get_num_threads()
+    threads = threads or run.metrics.get("cpu_threads") or previous_threads
+    device = run.metrics.get("device")
+    device = "auto" if device in (None, "not recorded") else device
+    torch.set_num_threads(int(threads))
+    try:
+        with tempfile.TemporaryDirectory(prefix="hw2lib-replay-") as folder:
+            metrics = _train_function(task, device, progress)(config, Path(folder))
+    finally:
+        torch.set_num_threads(previous_threads)
+
+    def comparable(rows):
+        return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
+
+    stored, replayed = comparable(run.history[:epochs]), comparable(metrics["history"])
+    differences = [abs(float(row[key]) - float(other.get(key, math.nan)))
+                   for row, other in zip(stored, replayed) for key in row]
+    return {"identical": stored == replayed, "threads": int(threads), "stored": stored, "replayed": replayed,
+            "max_difference": max(differences, default=0.0)}
+
+
+def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1 in the denominator; 0.0 for one value) (appendix)."""
+    values = [float(value) for value in values]
+    if not values:
+        raise ValueError("no values to summarise")
+    if any(value != value for value in values):  # NaN: a diverged run has no meaningful spread
+        raise ValueError(f"cannot summarise values containing NaN: {values}")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def reference_range(model: str, split: str) -> tuple[float, float]:
+    """(lowest, highest) published figure for ``model`` on ``split`` ("dev" or "test") (appendix).
+
+    From the chapters' tables of reference results: :data:`hw2lib.cnn_runs.REFERENCE_RESULTS`
+    and :data:`hw2lib.translate.PUBLISHED_ERRORS`.
+    """
+    _check_model(model)
+    if split not in ("dev", "test"):
+        raise ValueError(f"split must be 'dev' or 'test', got {split!r}")
+    if model == "cnn":
+        index = 0 if split == "dev" else 1
+        figures = [results[CNN_LEARNING_RATE][index] for results in cnn_runs.REFERENCE_RESULTS.values()]
+    else:
+        figures = translate.PUBLISHED_ERRORS[model == "seq2seq-attention"]["val" if split == "dev" else "test"]
+    return min(figures), max(figures)
+
+
+def summary_rows(runs_by_model: dict[str, dict[int, Run]]) -> list[dict]:
+    """One row per model and split: the chapter's single-seed figure, the mean and standard deviation
+    over the seeds, each seed's figure and the published range (appendix "How repeatable ...")."""
+    rows = []
+    for model, runs in runs_by_model.items():
+        _check_model(model)
+        label, keys, kind, higher_is_better = MODEL_METRICS[model]
+        chapter_seed = base_config(model, profile=next(iter(runs.values())).config["profile"])["seed"]
+        for split, key in zip(("dev", "test"), keys):
+            values = {seed: run.metrics[key] for seed, run in sorted(runs.items())}
+            missing = [seed for seed, value in values.items() if value is None]
+            if missing:
+                raise ValueError(f"{model}: the runs with seeds {missing} have no {key} (diverged?)")
+            mean, std = mean_and_std(list(values.values()))
+            low, high = reference_range(model, split)
+            rows.append({"model": model, "label": label, "split": split, "metric": f"{split} {kind}",
+                         "higher_is_better": higher_is_better, "chapter_seed": chapter_seed,
+                         "chapter_value": values.get(chapter_seed), "mean": mean, "std": std,
+                         "seeds": list(values), "values": list(values.values()),
+                         "reference_low": low, "reference_high": high,
+                         "profile": next(iter(runs.values())).config["profile"]})
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """``rows`` of :func:`summary_rows` as a fixed-width text table (appendix)."""
+    header = (f"{'model':<26} {'figure':<16} {'seed 42':>8} {'mean +- std (n)':>22} "
+              f"{'published':>15}")
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        chapter = "-" if row["chapter_value"] is None else f"{row['chapter_value']:.4f}"
+        spread = f"{row['mean']:.4f} +- {row['std']:.4f} ({len(row['values'])})"
+        published = f"{row['reference_low']:.4f}-{row['reference_high']:.4f}"
+        lines.append(f"{row['label']:<26} {row['metric']:<16} {chapter:>8} {spread:>22} {published:>15}")
+    return "\n".join(lines)
+
+
+def plot_seed_spread(rows: list[dict]):
+    """Each seed's figure as a dot, the mean +- std as a bar, the published range as a grey band,
+    one panel per model (appendix "How repeatable are these numbers?"). Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("no rows to plot")
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    figure, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.2), squeeze=False)
+    for axis, model in zip(axes[0], models):
+        model_rows = [row for row in rows if row["model"] == model]
+        for position, row in enumerate(model_rows):
+            axis.axhspan(row["reference_low"], row["reference_high"], xmin=(position + 0.1) / len(model_rows),
+                         xmax=(position + 0.9) / len(model_rows), color="0.85", zorder=0,
+                         label="published range" if position == 0 else None)
+            axis.errorbar([position], [row["mean"]], yerr=[row["std"]], fmt="s", color="C0", capsize=6,
+                          label="mean +- std" if position == 0 else None)
+            offsets = [position + 0.12 * (index - (len(row["values"]) - 1) / 2) for index in range(len(row["values"]))]
+            axis.scatter(offsets, row["values"], color="C1", s=18, zorder=3, label="one seed" if position == 0 else None)
+            if row["chapter_value"] is not None:
+                axis.scatter([position + 0.3], [row["chapter_value"]], marker="*", s=80, color="C3", zorder=4,
+                             label=f"seed {row['chapter_seed']} (chapter)" if position == 0 else None)
+        axis.set_xticks(range(len(model_rows)), [row["metric"] for row in model_rows])
+        axis.set_xlim(-0.5, len(model_rows) - 0.5)
+        axis.set_title(model_rows[0]["label"], fontsize=10)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    return figure
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m hw2lib.seeds``: train (or load) seed runs one after the other; print each result."""
+    parser = argparse.ArgumentParser(prog="python -m hw2lib.seeds", description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", choices=MODELS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for model in args.models:
+        for seed in args.seeds:
+            run = get_seed_run(model, seed, device=args.device, progress=not args.no_progress)
+            _, keys, _, _ = MODEL_METRICS[model]
+            figures = ", ".join(f"{key} {run.metrics[key]:.4f}" for key in keys)
+            print(f"{model} seed {seed}: {figures} ({run.metrics['wall_seconds']:.0f} s) -> {run.path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""Reliability of the real pipelines: seeds, repeatability, a killed run, hostile files, damaged data.
+
+Every run here is a quick-profile run shrunk further (a few hundred examples), stored in a
+temporary results folder through ``HW2LIB_RESULTS``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hw2lib import cnn_runs, seeds, translate
+from hw2lib.chardata import COURSE_FILES, load_char_mt
+from hw2lib.download import sha256_of
+from hw2lib.kmnist import FILES, load_kmnist
+from hw2lib.runs import CHECKPOINT_NAME, Run, get_or_train, load_run, run_folder
+from hw2lib.train import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+TIMING_KEYS = {"seconds", "wall_seconds", "seconds_per_epoch", "resumed_from_checkpoint", "cpu_threads"}
+
+
+def tiny_config(model: str, seed: int = 42, epochs: int = 2) -> dict:
+    """The chapter's quick configuration of ``model`` with ``seed``, shrunk to well under a second an epoch."""
+    config = seeds.with_seed(seeds.base_config(model, profile="quick"), seed)
+    config["epochs"] = epochs
+    if model == "cnn":
+        config["train_examples"] = 256
+    else:
+        config.update(train_pairs=128, eval_pairs=40)
+    return config
+
+
+def train_function(model: str):
+    if model == "cnn":
+        return lambda config, run_dir: cnn_runs.train_kmnist_run(config, run_dir, progress=False)
+    return lambda config, run_dir: translate.train_seq2seq_run(config, run_dir, progress=False)
+
+
+def timeless(value):
+    """``value`` (metrics, history) without wall-clock entries, at any depth."""
+    if isinstance(value, dict):
+        return {key: timeless(item) for key, item in value.items() if key not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [timeless(item) for item in value]
+    return value
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch, use_mirror) -> Path:
+    monkeypatch.setenv("HW2LIB_PROFILE", "quick")
+    monkeypatch.setenv("HW2LIB_RESULTS", str(tmp_path / "results"))
+    return tmp_path / "results"
+
+
+# --- 1. seeds -------------------------------------------------------------------------------
+
+def test_with_seed_changes_only_the_seed_and_keeps_the_chapters_runs():
+    for model in seeds.MODELS:
+        base = seeds.base_config(model, profile="full")
+        other = seeds.with_seed(base, 43)
+        assert other["seed"] == 43 and base["seed"] == 42
+        assert {key: value for key, value in other.items() if key != "seed"} == \
+               {key: value for key, value in base.items() if key != "seed"}
+        # seed 42 is the chapter's own run: same name, same folder as the chapters ask for
+        assert seeds.seed_run_name(model, seeds.with_seed(base, 42)) == (
+            cnn_runs.run_name(base) if model == "cnn" else translate.run_name(base))
+        assert seeds.seed_run_name(model, other).endswith("-seed43")
+    assert seeds.base_config("cnn", profile="full") == cnn_runs.cnn_config(5e-4, profile="full")
+    with pytest.raises(ValueError, match="unknown model"):
+        seeds.base_config("rnn")
+    with pytest.raises(ValueError, match="whole number"):
+        seeds.with_seed(seeds.base_config("cnn", profile="quick"), -1)
+
+
+class _FirstStep(Exception):
+    """Raised by the spy at the first loss: everything random has been drawn once by then."""
+
+
+@pytest.mark.parametrize("model", ["cnn", "seq2seq-attention"])
+def test_the_config_seed_sets_initial_weights_batch_order_and_dropout(model, results, monkeypatch):
+    module = cnn_runs if model == "cnn" else translate
+    real_train = module.train
+    seen = {}
+
+    class SpyTask:
+        """Passes everything to the real task; records the first batch and the RNG dropout draws from."""
+
+        def __init__(self, task):
+            self.task = task
+
+        def training_batches(self, generator):
+            for batch in self.task.training_batches(generator):
+                seen["first_batch"] = batch[1] if model == "cnn" else batch.target
+                yield batch
+
+        def loss(self, model_, batch):
+            seen["dropout_rng"] = torch.get_rng_state()  # nn.Dropout draws from torch's global generator
+            raise _FirstStep
+
+        def evaluate(self, model_):
+            return self.task.evaluate(model_)
+
+    def spy_train(model_, task, **options):
+        seen["initial_weights"] = {key: value.clone() for key, value in model_.state_dict().items()}
+        return real_train(model_, SpyTask(task), **options)
+
+    monkeypatch.setattr(module, "train", spy_train)
+    observed = []
+    for index, seed in enumerate((42, 42, 43)):
+        seen.clear()
+        with pytest.raises(_FirstStep):
+            train_function(model)(tiny_config(model, seed), results / f"run{index}")
+        observed.append(dict(seen))
+    same, again, other = observed
+    for key in ("first_batch", "dropout_rng"):
+        assert torch.equal(same[key], again[key]), key
+        assert not torch.equal(same[key], other[key]), f"{key} does not depend on the seed"
+    for name, value in same["initial_weights"].items():
+        assert torch.equal(value, again["initial_weights"][name]), name
+    assert any(not torch.equal(value, other["initial_weights"][name])
+               for name, value in same["initial_weights"].items()), "initial weights do not depend on the seed"
+
+
+def test_extra_seed_runs_keep_metrics_but_no_weights(results):
+    chapter = seeds.get_seed_run("seq2seq-no-attention", 42, progress=False)
+    extra = seeds.get_seed_run("seq2seq-no-attention", 43, progress=False)
+    assert chapter.has_weights() and (chapter.path / translate.BEST_WEIGHTS_NAME).is_file()
+    assert sorted(path.name for path in extra.path.iterdir()) == ["config.json", "metrics.json"]
+    assert extra.config["seed"] == 43 and extra.path.name.startswith("seq2seq-no-attention-seed43-")
+    assert extra.metrics["val_error"] != chapter.metrics["val_error"]
+    # a second call loads the stored run instead of training again
+    assert seeds.get_seed_run("seq2seq-no-attention", 43).metrics == extra.metrics
+
+
+def test_summary_rows_mean_std_and_published_range(tmp_path):
+    def fake_run(seed, dev, test):
+        config = {**seeds.base_config("cnn", profile="full"), "seed": seed}
+        return Run("cnn", config, {"dev_accuracy": dev, "test_accuracy": test}, tmp_path / str(seed))
+
+    runs = {43: fake_run(43, 0.95, 0.93), 42: fake_run(42, 0.96, 0.94), 44: fake_run(44, 0.97, 0.92)}
+    dev_row, test_row = seeds.summary_rows({"cnn": runs})
+    assert dev_row["chapter_value"] == 0.96 and dev_row["seeds"] == [42, 43, 44]
+    assert dev_row["mean"] == pytest.approx(0.96) and dev_row["std"] == pytest.approx(0.01)  # n - 1
+    assert test_row["mean"] == pytest.approx(0.93) and test_row["std"] == pytest.approx(0.01)
+    assert (dev_row["reference_low"], dev_row["reference_high"]) == (0.9843, 0.9857)
+    assert seeds.reference_range("seq2seq-attention", "test") == (0.3488, 0.3862)
+    table = seeds.format_rows([dev_row, test_row])
+    assert "0.9600 +- 0.0100 (3)" in table and "0.9843-0.9857" in table
+    with pytest.raises(ValueError, match="NaN"):
+        seeds.mean_and_std([0.5, math.nan])
+    with pytest.raises(ValueError, match="distinct"):
+        seeds.seed_runs("cnn", [42, 42])
+
+
+# --- 2. determinism ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["cnn", "seq2seq-attention"])
+def test_same_config_and_seed_give_the_same_metrics(model, results, monkeypatch):
+    stored = []
+    for index in range(2):
+        monkeypatch.setenv("HW2LIB_RESULTS", str(results / f"store{index}"))
+        config = tiny_config(model)
+        stored.append(get_or_train(f"{model}-tiny", config, train_function(model)))
+    first, second = stored
+    assert first.path != second.path  # trained twice, not loaded
+    assert len(first.history) == 2
+    assert timeless(first.metrics) == timeless(second.metrics)  # history and final figures, exactly
+
+
+def test_replay_reproduces_a_stored_run_and_notices_a_changed_one(results):
+    run = get_or_train("seq2seq-tiny", tiny_config("seq2seq-attention", epochs=2),
+                       train_function("seq2seq-attention"))
+    stored_folders = sorted(results.iterdir())
+    report = seeds.replay(run, epochs=2)
+    assert report["identical"] and report["max_difference"] == 0.0
+    assert len(report["replayed"]) == 2 and "seconds" not in report["replayed"][0]
+    assert sorted(results.iterdir()) == stored_folders  # the replay stores nothing
+    run.metrics["history"][1]["val_error"] += 0.01  # as if the stored numbers came from elsewhere
+    changed = seeds.replay(run, epochs=2)
+    assert not changed["identical"] and changed["max_difference"] == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="between 1 and"):
+        seeds.replay(run, epochs=3)
+
+
+def test_replay_uses_the_stored_thread_count(results):
+    run = get_or_train("cnn-tiny", tiny_config("cnn", epochs=1), train_function("cnn"))
+    assert run.metrics["cpu_threads"] == 1 == torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # the caller's count differs from the stored run's
+        report = seeds.replay(run)
+        assert torch.get_num_threads() == 2  # and is restored afterwards
+    finally:
+        torch.set_num_threads(1)
+    assert report["threads"] == 1 and report["identical"]
+
+
+# --- 3. a run killed mid-way -----------------------------------------------------------------
+
+_TRAIN_SCRIPT = """
+import json, sys, torch
+torch.set_num_threads(1)
+from hw2lib import cnn_runs, translate
+from hw2lib.runs import get_or_train
+model, config = sys.argv[1], json.loads(sys.argv[2])
+module = cnn_runs if model == "cnn" else translate
+train_fn = cnn_runs.train_kmnist_run if model == "cnn" else translate.train_seq2seq_run
+get_or_train(module.run_name(config), config, lambda config, run_dir: train_fn(config, run_dir, progress=False))
+"""
+
+
+@pytest.mark.parametrize("model", ["cnn", "seq2seq-attention"])
+def test_a_killed_run_is_incomplete_and_resumes_to_the_uninterrupted_result(model, results, monkeypatch, tmp_path):
+    config = tiny_config(model, epochs=6)
+    name = cnn_runs.run_name(config) if model == "cnn" else translate.run_name(config)
+    folder = run_folder(name, config)
+    checkpoint = folder / CHECKPOINT_NAME
+    process = subprocess.Popen([sys.executable, "-c", _TRAIN_SCRIPT, model, json.dumps(config)], cwd=REPO,
+                               env={**os.environ, "PYTHONPATH": str(REPO)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    try:
+        while not checkpoint.is_file():  # the first epoch is done once its checkpoint exists
+            assert process.poll() is None, f"training exited early: {process.stderr.read().decode()[-2000:]}"
+            assert time.monotonic() < deadline, "no checkpoint within 60 s"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+
+    saved = load_checkpoint(checkpoint)
+    epochs_done = saved["epochs_done"]
+    assert 1 <= epochs_done < config["epochs"], "the kill came too late to test anything"
+    assert not (folder / "metrics.json").exists() and load_run(folder) is None  # does not look complete
+
+    resumed = get_or_train(name, config, train_function(model))
+    assert resumed.metrics["resumed_from_checkpoint"] is True
+    # the epochs before the kill were not trained again: their rows, timings included, come from the checkpoint
+    assert resumed.history[:epochs_done] == saved["history"]
+    assert not checkpoint.exists()
+
+    monkeypatch.setenv("HW2LIB_RESULTS", str(tmp_path / "uninterrupted"))
+    uninterrupted = get_or_train(name, config, train_function(model))
+    assert uninterrupted.metrics["resumed_from_checkpoint"] is False
+    assert timeless(resumed.history) == timeless(uninterrupted.history)
+    assert timeless(resumed.metrics) == timeless(uninterrupted.metrics)  # best epoch and test figures too
+
+
+# --- 4. files that would run code when loaded ------------------------------------------------
+
+class _Payload:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+def plant(path: Path, marker: Path, **entries) -> Path:
+    """A torch file at ``path`` that looks like a checkpoint / state dict and carries the payload."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**entries, "payload": _Payload(marker)}, path)
+    return path
+
+
+def test_the_payload_is_live_without_weights_only(tmp_path):
+    marker = tmp_path / "marker"
+    evil = plant(tmp_path / "evil.pt", marker, format=1)
+    torch.load(evil, weights_only=False)  # what a careless loader would do
+    assert marker.exists()  # so the tests below, where it must stay absent, can fail
+
+
+def test_load_checkpoint_refuses_code(tmp_path):
+    marker = tmp_path / "marker"
+    evil = plant(tmp_path / "checkpoint.pt", marker, format=1, epochs_done=1)
+    with pytest.raises(ValueError, match=r"(?s)checkpoint .*checkpoint\.pt cannot be read.*delete it to start over"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("model", ["cnn", "seq2seq-attention"])
+def test_resuming_from_a_planted_checkpoint_refuses_it(model, results, tmp_path):
+    marker = tmp_path / "marker"
+    config = tiny_config(model)
+    name = f"{model}-planted"
+    plant(run_folder(name, {**config, "profile": "quick"}) / CHECKPOINT_NAME, marker, format=1, epochs_done=1)
+    with pytest.raises(ValueError, match="cannot be read"):
+        get_or_train(name, config, train_function(model))
+    assert not marker.exists()
+    assert load_run(run_folder(name, config)) is None
+
+
+def test_stored_weights_that_carry_code_are_refused(results, tmp_path):
+    marker = tmp_path / "marker"
+    config = seeds.base_config("seq2seq-attention", profile="quick")
+    folder = tmp_path / "run"
+    run = Run("seq2seq-attention", config, {}, folder)
+    plant(folder / "weights.pt", marker)
+    plant(folder / translate.BEST_WEIGHTS_NAME, marker)
+    with pytest.raises(pickle.UnpicklingError, match="(?i)weights only load failed"):
+        run.load_weights(torch.nn.Linear(2, 2))
+    with pytest.raises(pickle.UnpicklingError, match="(?i)weights only load failed"):
+        translate.load_seq2seq(run, weights="final")
+    with pytest.raises(pickle.UnpicklingError, match="(?i)weights only load failed"):
+        translate.load_seq2seq(run, weights="best")
+    assert not marker.exists()
+
+
+# --- 5. damaged data files ----------------------------------------------------------------
+
+def test_a_truncated_cached_kmnist_file_is_fetched_again_from_the_mirror(use_mirror, monkeypatch, tmp_path):
+    monkeypatch.setenv("HW2LIB_CACHE", str(tmp_path / "cache"))
+    first = load_kmnist("kmnist-t10k")
+    cached_labels = tmp_path / "cache" / "kmnist" / FILES["test-labels"].name
+    cached_images = tmp_path / "cache" / "kmnist" / FILES["test-images"].name
+    cached_labels.write_bytes(cached_labels.read_bytes()[:1000])  # cut short on disk
+    damaged = bytearray(cached_images.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one byte flipped: same size, different content
+    cached_images.write_bytes(bytes(damaged))
+    again = load_kmnist("kmnist-t10k")
+    for split in ("train", "dev", "test"):
+        assert torch.equal(first.splits[split][0], again.splits[split][0])
+        assert torch.equal(first.splits[split][1], again.splits[split][1])
+    assert sha256_of(cached_labels) == FILES["test-labels"].sha256
+    assert sha256_of(cached_images) == FILES["test-images"].sha256
+
+
+def test_a_damaged_cached_translation_file_is_fetched_again(use_mirror, monkeypatch, tmp_path):
+    monkeypatch.setenv("HW2LIB_CACHE", str(tmp_path / "cache"))
+    first = load_char_mt("course")
+    cached = tmp_path / "cache" / "hw2-char-mt" / COURSE_FILES["val"].name
+    cached.write_text("hello\thola\t42\n", encoding="utf-8")  # a readable file, but not the right one
+    again = load_char_mt("course")
+    assert again.val.pairs == first.val.pairs and len(again.val) == 1000
+    assert sha256_of(cached) == COURSE_FILES["val"].sha256
+
+
+def test_a_copy_interrupted_mid_way_leaves_no_file(use_mirror, monkeypatch, tmp_path):
+    import hw2lib.download as download
+
+    monkeypatch.setenv("HW2LIB_CACHE", str(tmp_path / "cache"))
+    real_copy = download.shutil.copyfileobj
+
+    def half_then_interrupt(source, destination, length=0):
+        destination.write(source.read(1000))
+        raise KeyboardInterrupt  # Ctrl-C (or a kill) in the middle of the copy
+
+    monkeypatch.setattr(download.shutil, "copyfileobj", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        download.fetch(FILES["test-labels"])
+    assert [path.name for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
+    monkeypatch.setattr(download.shutil, "copyfileobj", real_copy)
+    assert sha256_of(download.fetch(FILES["test-labels"])) == FILES["test-labels"].sha256
