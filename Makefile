@@ -62,7 +62,7 @@ test-notebooks: setup
 # Every experiment of the book in the full profile (hours on a laptop CPU; stored under results/full).
 reproduce: setup
 	$(PY) -m hw2lib sweep --profile full
-	$(PY) -m hw2lib seq2seq --all --profile full
+	$(PY) -m hw2lib seq2seq --attention both --profile full
 
 clean:
 	rm -rf _build _vendor results/quick

@@ -239,7 +239,7 @@ def plot_seed_spread(rows: list[dict]):
                          xmax=(position + 0.9) / len(model_rows), color="0.85", zorder=0,
                          label="published range" if position == 0 else None)
             axis.errorbar([position], [row["mean"]], yerr=[row["std"]], fmt="s", color="C0", capsize=6,
-                          label="mean +- std" if position == 0 else None)
+                          label="mean ± std" if position == 0 else None)
             offsets = [position + 0.12 * (index - (len(row["values"]) - 1) / 2) for index in range(len(row["values"]))]
             axis.scatter(offsets, row["values"], color="C1", s=18, zorder=3, label="one seed" if position == 0 else None)
             if row["chapter_value"] is not None:
@@ -248,6 +248,8 @@ def plot_seed_spread(rows: list[dict]):
         axis.set_xticks(range(len(model_rows)), [row["metric"] for row in model_rows])
         axis.set_xlim(-0.5, len(model_rows) - 0.5)
         axis.set_title(model_rows[0]["label"], fontsize=10)
+        _, _, kind, higher_is_better = MODEL_METRICS[model]
+        axis.set_ylabel(f"{kind} ({'higher' if higher_is_better else 'lower'} is better)")
         axis.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="best")
     figure.tight_layout()

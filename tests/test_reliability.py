@@ -158,6 +158,18 @@ def test_summary_rows_mean_std_and_published_range(tmp_path):
     assert seeds.reference_range("seq2seq-attention", "test") == (0.3488, 0.3862)
     table = seeds.format_rows([dev_row, test_row])
     assert "0.9600 +- 0.0100 (3)" in table and "0.9843-0.9857" in table
+    import matplotlib
+    matplotlib.use("Agg")
+    figure = seeds.plot_seed_spread([dev_row, test_row])
+    (axis,) = figure.axes
+    from matplotlib.collections import PathCollection
+
+    plotted = sorted(float(y) for collection in axis.collections if isinstance(collection, PathCollection)
+                     for _, y in collection.get_offsets())
+    # three seeds and the chapter's star per figure, on the value axis
+    assert plotted == pytest.approx(sorted([0.95, 0.96, 0.97, 0.96, 0.93, 0.94, 0.92, 0.94]))
+    assert axis.get_ylabel() == "accuracy (higher is better)"
+    assert [label.get_text() for label in axis.get_xticklabels()] == ["dev accuracy", "test accuracy"]
     with pytest.raises(ValueError, match="NaN"):
         seeds.mean_and_std([0.5, math.nan])
     with pytest.raises(ValueError, match="distinct"):
