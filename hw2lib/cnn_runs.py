@@ -16,7 +16,7 @@ import torch
 
 from .cnn import KMNISTTask, accuracy, build_model, count_parameters, dead_units, permute_pixels
 from .kmnist import KMNIST, load_kmnist, resolve_variant
-from .runs import CHECKPOINT_NAME, Run, current_profile, get_or_train, save_weights
+from .runs import CHECKPOINT_NAME, Run, get_or_train, profile_settings, save_weights
 from .train import choose_device, train
 
 LEARNING_RATES = (1e-5, 5e-4, 1e-2)  # the homework's grid (Q2.4)
@@ -38,20 +38,13 @@ def cnn_config(learning_rate: float, *, model: str = "cnn", pixels: str = "origi
     ``variant="auto"`` is resolved here to the variant actually available, so the key
     names the data the run really used.
     """
-    profile = current_profile() if profile is None else profile
-    if profile not in PROFILE_SETTINGS:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_SETTINGS)}")
+    profile, settings = profile_settings(PROFILE_SETTINGS, profile, epochs)
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"the learning rate must be a positive number, got {learning_rate}")
     if model not in ("cnn", "fc"):
         raise ValueError(f"unknown model {model!r}; choose cnn or fc")
     if pixels not in PIXEL_ORDERS:
         raise ValueError(f"unknown pixel order {pixels!r}; choose {' or '.join(PIXEL_ORDERS)}")
-    settings = dict(PROFILE_SETTINGS[profile])
-    if epochs is not None:
-        if epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {epochs}")
-        settings["epochs"] = epochs
     return {
         "task": "kmnist-classification", "model": model, "variant": resolve_variant(variant), "pixels": pixels,
         "learning_rate": float(learning_rate), **settings,

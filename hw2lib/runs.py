@@ -54,6 +54,21 @@ def profile() -> str:
 current_profile = profile  # results_dir's argument is called ``profile`` and hides the function
 
 
+def profile_settings(table: dict[str, dict], profile: str | None = None,
+                     epochs: int | None = None) -> tuple[str, dict]:
+    """The profile (``HW2LIB_PROFILE`` when None) and a copy of its settings from a chapter's
+    ``table`` (profile -> settings), with ``epochs`` overridden when given (Chapter 2)."""
+    profile = current_profile() if profile is None else profile
+    if profile not in table:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(table)}")
+    settings = dict(table[profile])
+    if epochs is not None:
+        if epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {epochs}")
+        settings["epochs"] = epochs
+    return profile, settings
+
+
 def results_dir(profile: str | None = None) -> Path:
     """Where runs are stored (Chapter 2): ``HW2LIB_RESULTS`` if set, else ``<repo>/results/<profile>``.
 

@@ -53,7 +53,7 @@ def _check_seed(seed: int) -> None:
 
 
 def base_config(model: str, *, profile: str | None = None) -> dict:
-    """The chapters' configuration of ``model`` (appendix "How repeatable are these numbers?").
+    """The chapters' configuration of ``model`` (Appendix, "How repeatable are these numbers?").
 
     "cnn" is :func:`hw2lib.cnn_runs.cnn_config` at the chosen rate 5e-4; the translators are
     :func:`hw2lib.translate.seq2seq_config`.
@@ -65,7 +65,7 @@ def base_config(model: str, *, profile: str | None = None) -> dict:
 
 
 def with_seed(config: dict, seed: int) -> dict:
-    """A copy of ``config`` with ``"seed": seed``; nothing else changes (appendix "How repeatable ...")."""
+    """A copy of ``config`` with ``"seed": seed``; nothing else changes (Appendix, reliability)."""
     _check_seed(seed)
     if "seed" not in config:
         raise ValueError("the configuration has no 'seed' entry; is it a run configuration?")
@@ -73,7 +73,8 @@ def with_seed(config: dict, seed: int) -> dict:
 
 
 def seed_run_name(model: str, config: dict) -> str:
-    """The run's folder name: the chapter's own name for the chapter's seed, ``...-seed43`` otherwise."""
+    """The run's folder name (Appendix, reliability): the chapter's own name for the chapter's seed,
+    ``...-seed43`` otherwise."""
     _check_model(model)
     name = cnn_runs.run_name(config) if model == "cnn" else translate.run_name(config)
     default_seed = base_config(model, profile=config["profile"])["seed"]
@@ -87,7 +88,7 @@ def _train_function(model: str, device: str, progress: bool) -> Callable[[dict, 
 
 
 def drop_weights(run: Run) -> list[str]:
-    """Delete a run's stored weight files; return the names deleted (appendix "How repeatable ...")."""
+    """Delete a run's stored weight files; return the names deleted (Appendix, reliability)."""
     deleted = []
     for name in WEIGHT_FILES:
         path = run.path / name
@@ -99,8 +100,8 @@ def drop_weights(run: Run) -> list[str]:
 
 def get_seed_run(model: str, seed: int, *, profile: str | None = None, keep_weights: bool | None = None,
                  device: str = "auto", progress: bool = True) -> Run:
-    """The stored run of ``model`` trained with ``seed``, trained first if there is none (appendix
-    "How repeatable are these numbers?").
+    """The stored run of ``model`` trained with ``seed``, trained first if there is none
+    (Appendix, "How repeatable are these numbers?").
 
     The chapter's seed gives exactly the chapter's run (same configuration, same folder). Runs
     with any other seed keep no weights unless ``keep_weights=True``: the training functions
@@ -116,7 +117,7 @@ def get_seed_run(model: str, seed: int, *, profile: str | None = None, keep_weig
 
 
 def seed_runs(model: str, seeds: Sequence[int] = SEEDS, **options) -> dict[int, Run]:
-    """``{seed: run}`` for ``model`` over ``seeds`` (appendix); options go to :func:`get_seed_run`."""
+    """``{seed: run}`` for ``model`` over ``seeds`` (Appendix, reliability); options go to :func:`get_seed_run`."""
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"seeds must be distinct and at least one, got {list(seeds)}")
     return {seed: get_seed_run(model, seed, **options) for seed in seeds}
@@ -124,7 +125,7 @@ def seed_runs(model: str, seeds: Sequence[int] = SEEDS, **options) -> dict[int, 
 
 def replay(run: Run, *, epochs: int = 1, threads: int | None = None, progress: bool = False) -> dict:
     """Train the first ``epochs`` epochs of a stored run again and compare them with its stored history
-    (appendix "How repeatable are these numbers?").
+    (Appendix, "How repeatable are these numbers?").
 
     The replay uses the stored run's configuration and device, and its torch thread count unless
     ``threads`` names another (on a CPU the count can change the order in which sums are taken, and
@@ -160,7 +161,7 @@ def replay(run: Run, *, epochs: int = 1, threads: int | None = None, progress: b
 
 
 def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n - 1 in the denominator; 0.0 for one value) (appendix)."""
+    """Mean and sample standard deviation (n - 1 in the denominator; 0.0 for one value) (Appendix, reliability)."""
     values = [float(value) for value in values]
     if not values:
         raise ValueError("no values to summarise")
@@ -170,7 +171,7 @@ def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def reference_range(model: str, split: str) -> tuple[float, float]:
-    """(lowest, highest) published figure for ``model`` on ``split`` ("dev" or "test") (appendix).
+    """(lowest, highest) published figure for ``model`` on ``split`` ("dev" or "test") (Appendix, reliability).
 
     From the chapters' tables of reference results: :data:`hw2lib.cnn_runs.REFERENCE_RESULTS`
     and :data:`hw2lib.translate.PUBLISHED_ERRORS`.
@@ -188,7 +189,7 @@ def reference_range(model: str, split: str) -> tuple[float, float]:
 
 def summary_rows(runs_by_model: dict[str, dict[int, Run]]) -> list[dict]:
     """One row per model and split: the chapter's single-seed figure, the mean and standard deviation
-    over the seeds, each seed's figure and the published range (appendix "How repeatable ...")."""
+    over the seeds, each seed's figure and the published range (Appendix, reliability)."""
     rows = []
     for model, runs in runs_by_model.items():
         _check_model(model)
@@ -211,7 +212,7 @@ def summary_rows(runs_by_model: dict[str, dict[int, Run]]) -> list[dict]:
 
 
 def format_rows(rows: list[dict]) -> str:
-    """``rows`` of :func:`summary_rows` as a fixed-width text table (appendix)."""
+    """``rows`` of :func:`summary_rows` as a fixed-width text table (Appendix, reliability)."""
     header = (f"{'model':<26} {'figure':<16} {'seed 42':>8} {'mean +- std (n)':>22} "
               f"{'published':>15}")
     lines = [header, "-" * len(header)]
@@ -225,7 +226,7 @@ def format_rows(rows: list[dict]) -> str:
 
 def plot_seed_spread(rows: list[dict]):
     """Each seed's figure as a dot, the mean +- std as a bar, the published range as a grey band,
-    one panel per model (appendix "How repeatable are these numbers?"). Returns the Figure."""
+    one panel per model (Appendix, "How repeatable are these numbers?"). Returns the Figure."""
     import matplotlib.pyplot as plt
 
     if not rows:

@@ -17,7 +17,7 @@ import torch
 
 from .chardata import EOS, SPECIALS, UNK, CharMT, CharPairs, load_char_mt, normalise
 from .decoding import MAX_DECODING_STEPS, Hypothesis, beam_search, evaluate_decoding, greedy_decode
-from .runs import CHECKPOINT_NAME, Run, current_profile, get_or_train, save_weights
+from .runs import CHECKPOINT_NAME, Run, get_or_train, profile_settings, save_weights
 from .seq2seq import Seq2Seq, TranslationTask, count_parameters
 from .train import choose_device, load_checkpoint, train
 
@@ -40,14 +40,7 @@ LONG_INPUT = 60  # characters; training sentences are all under 20
 def seq2seq_config(attention: bool, *, profile: str | None = None, epochs: int | None = None,
                    variant: str = "course") -> dict:
     """The configuration of one translator run (chapter 3); it is what keys the stored run."""
-    profile = current_profile() if profile is None else profile
-    if profile not in PROFILE_SETTINGS:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_SETTINGS)}")
-    settings = dict(PROFILE_SETTINGS[profile])
-    if epochs is not None:
-        if epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {epochs}")
-        settings["epochs"] = epochs
+    profile, settings = profile_settings(PROFILE_SETTINGS, profile, epochs)
     return {"task": "char-translation", "model": "seq2seq", "attention": bool(attention), "variant": variant,
             **settings, "profile": profile}
 
