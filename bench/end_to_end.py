@@ -68,8 +68,9 @@ def run_command(command: list[str], environment: dict[str, str], log: Path, time
         return time.perf_counter() - started, status
 
 
-def command_row(benchmark: str, command: list[str], budget: float, log_name: str, extra_environment: dict[str, str],
-                note: str) -> Row:
+def command_row(benchmark: str, command: list[str], shown_command: str, budget: float, log_name: str,
+                extra_environment: dict[str, str], note: str) -> Row:
+    """Run ``command`` as a fresh clone would (see the module's docstring) and time it against ``budget``."""
     with tempfile.TemporaryDirectory(prefix="hw2book-bench-") as scratch:
         results = Path(scratch) / "results"
         results.mkdir()
@@ -77,7 +78,6 @@ def command_row(benchmark: str, command: list[str], budget: float, log_name: str
         environment = {**os.environ, "HW2LIB_RESULTS": str(results), **extra_environment}
         log = LOGS / log_name
         seconds, status = run_command(command, environment, log, TIMEOUT_FACTOR * budget)
-    shown_command = " ".join(Path(part).name if part == sys.executable else part for part in command)
     if status is None:
         outcome = f"stopped at the {format_seconds(TIMEOUT_FACTOR * budget)} timeout"
     elif status != 0:
@@ -92,7 +92,8 @@ def notebooks_row() -> Row:
     notebooks = sorted(str(path.relative_to(REPOSITORY)) for path in (REPOSITORY / "book").glob("*.ipynb"))
     command = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "--nbval", "--nbval-current-env",
                *notebooks]
-    return command_row("nbval, every notebook, quick profile (make test-notebooks)", command, NOTEBOOK_BUDGET,
+    shown = "HW2LIB_PROFILE=quick python " + " ".join(command[1:])
+    return command_row("nbval, every notebook, quick profile (make test-notebooks)", command, shown, NOTEBOOK_BUDGET,
                        "nbval.log", {"HW2LIB_PROFILE": "quick"},
                        f"{len(notebooks)} notebooks, quick runs trained from scratch")
 
@@ -106,7 +107,8 @@ def book_row() -> Row:
     with tempfile.TemporaryDirectory(prefix="hw2book-build-") as output:
         command = [str(Path(sys.executable).parent / "jupyter-book"), "build", "book", "--config", "_config.yml",
                    "--path-output", output]
-        return command_row("book build from stored runs (make book)", command, BOOK_BUDGET, "book.log",
+        shown = "jupyter-book build book --config _config.yml --path-output <a new temporary folder>"
+        return command_row("book build from stored runs (make book)", command, shown, BOOK_BUDGET, "book.log",
                            {"HW2LIB_PROFILE": "full"}, f"{len(complete)} stored runs, every notebook executed "
                            "(execute_notebooks: force), a fresh build folder")
 
@@ -115,7 +117,7 @@ def reproduction_row() -> Row:
     """The sum of the stored runs' wall times; a resumed run's wall time covers only its last part,
     so for those the sum of the per-epoch seconds is used when it is larger."""
     complete, unfinished = stored_runs(REPOSITORY / "results" / "full")
-    total, resumed, threads = 0.0, [], set()
+    total, resumed, threads, by_kind = 0.0, [], set(), {}
     for run in complete:
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
         seconds = float(metrics.get("wall_seconds") or 0.0)
@@ -124,9 +126,13 @@ def reproduction_row() -> Row:
             resumed.append(run.name)
         threads.add(str(metrics.get("cpu_threads", "?")))
         total += seconds
+        kind = run.name.split("-", 1)[0]  # cnn, fc, seq2seq
+        count, kind_seconds = by_kind.get(kind, (0, 0.0))
+        by_kind[kind] = (count + 1, kind_seconds + seconds)
     note = (f"not rerun: sum of wall_seconds in results/full/*/metrics.json over {len(complete)} complete runs "
             f"(trained with {', '.join(sorted(threads)) or '?'} torch thread(s) each, possibly side by side with "
-            f"other work)")
+            f"other work); by model: " + ", ".join(f"{kind} {count} runs {format_seconds(kind_seconds)}"
+                                                   for kind, (count, kind_seconds) in sorted(by_kind.items())))
     if resumed:
         note += f"; resumed runs counted by their per-epoch seconds: {', '.join(resumed)}"
     if unfinished:

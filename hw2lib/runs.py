@@ -33,6 +33,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .train import load_state_dict_file, save_state_dict
+
 PROFILES = ("full", "quick")
 PROFILE_VARIABLE = "HW2LIB_PROFILE"
 RESULTS_VARIABLE = "HW2LIB_RESULTS"
@@ -148,8 +150,7 @@ class Run:
         if not self.has_weights():
             raise FileNotFoundError(f"run {self.path.name} has no stored weights ({self.weights_path()} is missing); "
                                     "train it again with retrain=True to get them")
-        state = torch.load(self.weights_path(), map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(load_state_dict_file(self.weights_path()))
         return model
 
     @property
@@ -161,18 +162,7 @@ class Run:
 
 def save_weights(model: nn.Module, run_dir: Path) -> Path:
     """Store ``model``'s weights in ``run_dir/weights.pt`` atomically (Chapter 2)."""
-    target = Path(run_dir) / "weights.pt"
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".weights.pt.", suffix=".part", delete=False)
-    temporary = Path(handle.name)
-    try:
-        with handle:
-            torch.save({key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}, handle)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    return target
+    return save_state_dict(model, Path(run_dir) / "weights.pt")
 
 
 def run_folder(name: str, config: dict) -> Path:

@@ -189,7 +189,13 @@ def reference_range(model: str, split: str) -> tuple[float, float]:
 
 def summary_rows(runs_by_model: dict[str, dict[int, Run]]) -> list[dict]:
     """One row per model and split: the chapter's single-seed figure, the mean and standard deviation
-    over the seeds, each seed's figure and the published range (Appendix, reliability)."""
+    over the seeds, each seed's figure and the published range (Appendix, reliability).
+
+    Each row also says where the mean lies against the published range (``published_position``:
+    "below", "inside" or "above", and ``published_distance``, 0.0 inside), how many seeds fall
+    inside it (``seeds_in_published``) and where the chapter's run ranks among the seeds
+    (``chapter_rank``: "lowest", "highest" or "middle").
+    """
     rows = []
     for model, runs in runs_by_model.items():
         _check_model(model)
@@ -202,13 +208,44 @@ def summary_rows(runs_by_model: dict[str, dict[int, Run]]) -> list[dict]:
                 raise ValueError(f"{model}: the runs with seeds {missing} have no {key} (diverged?)")
             mean, std = mean_and_std(list(values.values()))
             low, high = reference_range(model, split)
+            position, distance = ("below", low - mean) if mean < low else ("above", mean - high) if mean > high \
+                else ("inside", 0.0)
+            chapter_value = values.get(chapter_seed)
+            rank = (None if chapter_value is None else "lowest" if chapter_value == min(values.values())
+                    else "highest" if chapter_value == max(values.values()) else "middle")
             rows.append({"model": model, "label": label, "split": split, "metric": f"{split} {kind}",
                          "higher_is_better": higher_is_better, "chapter_seed": chapter_seed,
-                         "chapter_value": values.get(chapter_seed), "mean": mean, "std": std,
+                         "chapter_value": chapter_value, "mean": mean, "std": std,
                          "seeds": list(values), "values": list(values.values()),
                          "reference_low": low, "reference_high": high,
-                         "profile": next(iter(runs.values())).config["profile"]})
+                         "published_position": position, "published_distance": distance,
+                         "seeds_in_published": sum(low <= value <= high for value in values.values()),
+                         "chapter_rank": rank, "profile": next(iter(runs.values())).config["profile"]})
     return rows
+
+
+def binomial_standard_error(accuracy: float, examples: int) -> float:
+    """sqrt(p (1 - p) / n): how far an accuracy ``p`` measured on ``examples`` test items may be from
+    the model's true accuracy, from the finite test set alone (Appendix, reliability)."""
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"an accuracy lies between 0 and 1, got {accuracy}")
+    if examples < 1:
+        raise ValueError(f"the test set must hold at least one example, got {examples}")
+    return math.sqrt(accuracy * (1.0 - accuracy) / examples)
+
+
+def attention_gain(rows: list[dict], split: str = "test") -> dict:
+    """How much attention lowers the error on ``split`` over the seeds (Appendix, reliability):
+    ``gain`` (difference of the means), ``gain_in_stds`` (over the larger standard deviation) and
+    ``separated`` (even the worst attention seed beats the best seed without attention)."""
+    by_model = {row["model"]: row for row in rows if row["split"] == split}
+    if not {"seq2seq-attention", "seq2seq-no-attention"} <= set(by_model):
+        raise ValueError(f"the rows need both translators on the {split} split")
+    with_attention, without = by_model["seq2seq-attention"], by_model["seq2seq-no-attention"]
+    gain = without["mean"] - with_attention["mean"]
+    spread = max(with_attention["std"], without["std"])
+    return {"gain": gain, "gain_in_stds": gain / spread if spread > 0 else math.inf,
+            "separated": max(with_attention["values"]) < min(without["values"])}
 
 
 def format_rows(rows: list[dict]) -> str:
@@ -241,10 +278,11 @@ def plot_seed_spread(rows: list[dict]):
                          label="published range" if position == 0 else None)
             axis.errorbar([position], [row["mean"]], yerr=[row["std"]], fmt="s", color="C0", capsize=6,
                           label="mean ± std" if position == 0 else None)
-            offsets = [position + 0.12 * (index - (len(row["values"]) - 1) / 2) for index in range(len(row["values"]))]
+            count = len(row["values"])
+            offsets = [position - 0.12 * (count - index) for index in range(count)]  # left of the mean bar
             axis.scatter(offsets, row["values"], color="C1", s=18, zorder=3, label="one seed" if position == 0 else None)
             if row["chapter_value"] is not None:
-                axis.scatter([position + 0.3], [row["chapter_value"]], marker="*", s=80, color="C3", zorder=4,
+                axis.scatter([position + 0.2], [row["chapter_value"]], marker="*", s=80, color="C3", zorder=4,
                              label=f"seed {row['chapter_seed']} (chapter)" if position == 0 else None)
         axis.set_xticks(range(len(model_rows)), [row["metric"] for row in model_rows])
         axis.set_xlim(-0.5, len(model_rows) - 0.5)

@@ -10,8 +10,6 @@ Shapes used throughout: B sentences, S source positions, T target positions, H =
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +19,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .chardata import PAD, CharBatch, CharPairs, Vocabulary, collate_pairs
+from .train import save_state_dict
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
@@ -236,18 +235,3 @@ def teacher_forcing_loss(model: Seq2Seq, batch: CharBatch, reduction: str = "mea
     logits = model(batch.source, batch.source_lengths, batch.target[:, :-1])
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.target[:, 1:].reshape(-1),
                                        ignore_index=PAD, reduction=reduction)
-
-
-def save_state_dict(model: nn.Module, path: Path) -> None:
-    """Write ``model``'s weights (CPU tensors) to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
-    temporary = Path(handle.name)
-    try:
-        with handle:
-            torch.save({key: value.detach().cpu().clone() for key, value in model.state_dict().items()}, handle)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()

@@ -19,6 +19,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
@@ -97,8 +98,8 @@ def to_device(batch: Any, device: torch.device | str) -> Any:
     return batch
 
 
-def _save_atomically(state: dict, path: Path) -> None:
-    """torch.save to a temporary file next to ``path``, then rename: never a half-written file."""
+def save_atomically(state: dict, path: Path) -> None:
+    """torch.save to a temporary file next to ``path``, then rename: never a half-written file (Chapter 2)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
     temporary = Path(handle.name)
@@ -110,6 +111,27 @@ def _save_atomically(state: dict, path: Path) -> None:
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def save_state_dict(model: nn.Module, path: Path) -> Path:
+    """Store ``model``'s weights (CPU tensors) in ``path`` atomically (Chapter 2, "Stored runs")."""
+    path = Path(path)
+    save_atomically({key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}, path)
+    return path
+
+
+def load_state_dict_file(path: Path, map_location: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Read weights stored by :func:`save_state_dict` with ``weights_only=True`` (Chapter 2).
+
+    A file that carries anything but tensors (a crafted pickle that would run code) or that is
+    damaged is refused with a ValueError naming it; it is never retried without the safeguard.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise ValueError(f"stored weights {path} cannot be read safely ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''}); they are never loaded with "
+                         "weights_only=False: delete them and train again (retrain=True)") from error
 
 
 def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
@@ -172,6 +194,12 @@ def train(model: nn.Module, task: Task, *, epochs: int, learning_rate: float, se
         if checkpoint["epochs_done"] > epochs:
             raise ValueError(f"checkpoint {checkpoint_path} already holds {checkpoint['epochs_done']} epochs, "
                              f"more than the {epochs} asked for; delete it to start over")
+        saved_threads = checkpoint.get("threads")
+        if saved_threads is not None and saved_threads != torch.get_num_threads():
+            # CPU kernels split their sums by thread, so the resumed epochs may differ in the last bits.
+            warnings.warn(f"checkpoint {checkpoint_path} was written with {saved_threads} CPU threads, this run uses "
+                          f"{torch.get_num_threads()}: the history may differ slightly from an uninterrupted run",
+                          stacklevel=2)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         _restore_rng(checkpoint["rng"], generator, device)
@@ -213,11 +241,11 @@ def train(model: nn.Module, task: Task, *, epochs: int, learning_rate: float, se
         epoch_bar.set_postfix({key: f"{value:.4g}" for key, value in row.items()
                                if key not in ("epoch", "seconds", "train_loss_running")})
         if checkpoint_path is not None:
-            _save_atomically({
+            save_atomically({
                 "format": CHECKPOINT_FORMAT, "epochs_done": epoch,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "rng": _rng_state(generator, device), "history": history,
-                "loss_sum_all": loss_sum_all, "batches_all": batches_all,
+                "loss_sum_all": loss_sum_all, "batches_all": batches_all, "threads": torch.get_num_threads(),
             }, checkpoint_path)
     epoch_bar.close()
     model.eval()

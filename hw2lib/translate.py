@@ -19,7 +19,7 @@ from .chardata import EOS, SPECIALS, UNK, CharMT, CharPairs, load_char_mt, norma
 from .decoding import MAX_DECODING_STEPS, Hypothesis, beam_search, evaluate_decoding, greedy_decode
 from .runs import CHECKPOINT_NAME, Run, get_or_train, profile_settings, save_weights
 from .seq2seq import Seq2Seq, TranslationTask, count_parameters
-from .train import choose_device, load_checkpoint, train
+from .train import choose_device, load_checkpoint, load_state_dict_file, train
 
 # full = the homework's settings; quick = seconds, for tests, CI and nbval.
 PROFILE_SETTINGS = {
@@ -111,11 +111,12 @@ def train_seq2seq_run(config: dict, run_dir: Path, *, device: str = "auto", prog
                "seconds_per_epoch": sum(row["seconds"] for row in history) / len(history),
                "data": data.description, "best_epoch": task.best_epoch}
     best_model = build_seq2seq(config, data).to(chosen)
-    best_model.load_state_dict(torch.load(run_dir / BEST_WEIGHTS_NAME, map_location=chosen, weights_only=True))
+    best_model.load_state_dict(load_state_dict_file(run_dir / BEST_WEIGHTS_NAME, map_location=chosen))
     for label, trained in (("final", model), ("best", best_model)):
         for split in ("val", "test"):
             scores = evaluate_decoding(trained, splits[split], data.target_vocab)
             scores.pop("predictions")
+            scores.pop("log_probs", None)  # per-sentence lists: large, and nothing reads them from the store
             metrics[f"{label}_{split}"] = scores
     metrics["val_error"] = metrics["final_val"]["error_rate"]
     metrics["test_error"] = metrics["final_test"]["error_rate"]
@@ -173,7 +174,7 @@ def load_seq2seq(run: Run, *, weights: str = "final") -> Seq2Seq:
         path = run.path / BEST_WEIGHTS_NAME
         if not path.is_file():
             raise FileNotFoundError(f"run {run.path.name} has no {BEST_WEIGHTS_NAME}; train it again with retrain=True")
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_state_dict_file(path))
     return model.eval()
 
 

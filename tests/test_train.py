@@ -151,3 +151,18 @@ def test_bad_arguments_are_refused():
         train(toy_model(), ToyTask(), epochs=0, learning_rate=0.01, seed=1, device="cpu", progress=False)
     with pytest.raises(ValueError, match="no batch"):
         train(toy_model(), ToyTask(size=0), epochs=1, learning_rate=0.01, seed=1, device="cpu", progress=False)
+
+
+def test_resuming_with_another_thread_count_warns(tmp_path):
+    checkpoint = tmp_path / "checkpoint.pt"
+    train(toy_model(), ToyTask(), epochs=1, learning_rate=0.01, seed=7, device="cpu", checkpoint_path=checkpoint,
+          progress=False)
+    assert load_checkpoint(checkpoint)["threads"] == torch.get_num_threads()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        with pytest.warns(UserWarning, match=f"written with {threads} CPU threads"):
+            train(toy_model(), ToyTask(), epochs=2, learning_rate=0.01, seed=7, device="cpu",
+                  checkpoint_path=checkpoint, progress=False)
+    finally:
+        torch.set_num_threads(threads)
