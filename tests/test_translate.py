@@ -155,3 +155,24 @@ def test_command_line_trains_then_loads_a_translator(use_mirror, monkeypatch, tm
     assert first.startswith("seq2seq-no-attention-") and "val error" in first and "after 1 epochs" in first
     assert main(arguments) == 0
     assert capsys.readouterr().out == first  # the stored run, not a new one
+
+
+@pytest.mark.parametrize("text", ["", "Привет, мир", "hola " * 200, "¿¡!?"])
+def test_explorer_answers_awkward_text_without_crashing(toy, monkeypatch, capsys, text):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from hw2lib.widgets import translation_explorer
+
+    data, models = toy
+    shown = []
+    monkeypatch.setattr("hw2lib.widgets.display", lambda figure: shown.append(figure))
+    explorer = translation_explorer({"attention": models[True]}, data, text="el gato .", beam_size=2)
+    text_box = explorer.children[0].children[0]
+    capsys.readouterr()
+    text_box.value = text
+    printed = capsys.readouterr().out
+    assert "Traceback" not in printed
+    assert normalise(text).strip() in printed or "nothing to translate" in printed
+    if len(text) >= 1000:
+        assert "long" in printed  # the note about cutting a long input short is shown
