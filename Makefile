@@ -20,7 +20,7 @@ ifeq ($(origin HW2LIB_MIRROR), undefined)
   endif
 endif
 
-.PHONY: setup vendor book test test-unit test-notebooks clean reproduce
+.PHONY: setup vendor book test test-unit test-notebooks clean reproduce reproduce-attention reproduce-rest bench bench-quick
 
 setup: $(STAMP)
 
@@ -59,10 +59,28 @@ test-unit: setup
 test-notebooks: setup
 	HW2LIB_PROFILE=quick $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --nbval --nbval-current-env book/*.ipynb
 
-# Every experiment of the book in the full profile (hours on a laptop CPU; stored under results/full).
+# Every experiment of the book in the full profile, stored under results/full: two streams of one
+# CPU thread each, so a 2-core laptop is kept busy (about 25 minutes when nothing else runs; a run
+# already stored is loaded, not retrained, so delete a run's folder to train it again).
 reproduce: setup
-	$(PY) -m hw2lib sweep --profile full
-	$(PY) -m hw2lib seq2seq --attention both --profile full
+	$(MAKE) --no-print-directory -j2 reproduce-attention reproduce-rest
+
+reproduce-attention: setup
+	$(PY) -m hw2lib seq2seq --attention yes --profile full --no-progress
+	$(PY) -m hw2lib.seeds seq2seq-attention cnn --seeds 43 44 --no-progress
+
+reproduce-rest: setup
+	$(PY) -m hw2lib seq2seq --attention no --profile full --no-progress
+	$(PY) -m hw2lib.seeds seq2seq-no-attention --seeds 43 44 --no-progress
+	$(PY) -m hw2lib sweep --profile full --no-progress
+
+# Speed, as ratios against reference loops run in the same process (a few minutes on an otherwise
+# idle machine); writes bench/RESULTS.md. bench-quick: a smoke run of seconds.
+bench: setup
+	$(PY) -m bench --markdown bench/RESULTS.md
+
+bench-quick: setup
+	$(PY) -m bench --quick
 
 clean:
 	rm -rf _build _vendor results/quick

@@ -119,10 +119,23 @@ def format_rate(per_second: float, unit: str) -> str:
     return f"{per_second:,.0f} {unit}/s" if per_second >= 100 else f"{per_second:.1f} {unit}/s"
 
 
-def interleaved(candidates: dict[str, Callable[[], float]], rounds: int,
-                warmup_rounds: int = 1) -> tuple[dict[str, float], dict[str, float]]:
-    """Run the ``candidates`` in turn, ``rounds`` times, and return each one's median speed and the
-    median of its per-round ratios to the first candidate (the reference).
+@dataclass
+class Comparison:
+    """What :func:`interleaved` measured: each candidate's median and best speed, and the median,
+    lowest and highest of its per-round ratios to the reference (the first candidate)."""
+
+    speeds: dict[str, float]
+    ratios: dict[str, float]
+    lowest: dict[str, float]
+    highest: dict[str, float]
+    best_speeds: dict[str, float]
+
+    def spread(self, name: str) -> str:
+        return f"per-round ratios {self.lowest[name]:.2f}-{self.highest[name]:.2f}"
+
+
+def interleaved(candidates: dict[str, Callable[[], float]], rounds: int, warmup_rounds: int = 1) -> Comparison:
+    """Run the ``candidates`` in turn, ``rounds`` times, and compare each with the first (the reference).
 
     Each callable returns a speed (bigger is better). Alternating keeps a change in the
     machine's load from favouring one side; the warm-up rounds (oneDNN primitive creation,
@@ -137,11 +150,13 @@ def interleaved(candidates: dict[str, Callable[[], float]], rounds: int,
     for _ in range(rounds):
         for name, candidate in candidates.items():
             speeds[name].append(candidate())
-    reference = next(iter(candidates))
-    medians = {name: statistics.median(values) for name, values in speeds.items()}
-    ratios = {name: statistics.median(value / base for value, base in zip(values, speeds[reference]))
-              for name, values in speeds.items()}
-    return medians, ratios
+    reference = speeds[next(iter(candidates))]
+    ratios = {name: [value / base for value, base in zip(values, reference)] for name, values in speeds.items()}
+    return Comparison({name: statistics.median(values) for name, values in speeds.items()},
+                      {name: statistics.median(values) for name, values in ratios.items()},
+                      {name: min(values) for name, values in ratios.items()},
+                      {name: max(values) for name, values in ratios.items()},
+                      {name: max(values) for name, values in speeds.items()})
 
 
 def timed(function: Callable[[], object]) -> tuple[float, object]:
@@ -218,7 +233,8 @@ def command_line() -> str:
     elif program.parent.name == "bench" and program.stem != "run_all":
         program_text = f"python -m bench.{program.stem}"
     else:
-        program_text = f"python {program.relative_to(REPOSITORY) if program.is_absolute() and REPOSITORY in program.parents else program}"
+        inside = program.is_absolute() and REPOSITORY in program.parents
+        program_text = f"python {program.relative_to(REPOSITORY) if inside else program}"
     return " ".join([program_text, *sys.argv[1:]])
 
 

@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     if "e2e" in chosen:
         print("measuring end-to-end times ...", flush=True)
         rows += end_to_end.run(arguments.quick, notebooks=not arguments.skip_notebooks, book=not arguments.skip_book)
-    title = f"hw2lib benchmarks ({threads} torch threads){' -- QUICK SMOKE RUN, numbers not meaningful' if arguments.quick else ''}"
+    title = f"hw2lib benchmarks ({threads} torch threads)"
+    if arguments.quick:
+        title += " -- QUICK SMOKE RUN, numbers not meaningful"
     report(rows, machine, arguments.markdown, title)
     goals = [row for row in rows if row.passed is not None]
     short = [row for row in goals if not row.passed]

@@ -158,12 +158,14 @@ def run(quick: bool = False) -> list[Row]:
         "project": TrainingEpoch(project_model, TrainingOnlyTask(train_pairs, val_pairs, data.target_vocab,
                                                                  batch_size=config["batch_size"])),
     }
-    speeds, ratios = interleaved(candidates, settings.rounds)
+    measured = interleaved(candidates, settings.rounds)
     rows = [speed_row(
         "seq2seq training (attention), batch 64: packed vs padded unpacked",
-        format_rate(speeds["project"], "sent"), format_rate(speeds["reference"], "sent"), ratios["project"],
+        format_rate(measured.speeds["project"], "sent"), format_rate(measured.speeds["reference"], "sent"),
+        measured.ratios["project"],
         note=(f"{len(train_pairs):,} training pairs per epoch through hw2lib.train.train, median of "
-              f"{settings.rounds} interleaved epochs after 1 warm-up; same weights, batches and loss, "
+              f"{settings.rounds} interleaved epochs after 1 warm-up ({measured.spread('project')}); "
+              f"same weights, batches and loss, "
               f"the reference skips pack_padded_sequence"))]
     model, weights = decoding_model(data)
     rows += decoding_rows(model, data, val_pairs, settings, weights)
