@@ -31,6 +31,7 @@ from .common import Row, format_rate, interleaved, machine_description, prepare_
 
 SEED = 42
 LEARNING_RATE = 5e-4
+SMALL_BATCH_THREADS = 1  # the thread count the project trains small batches with (the command line's default)
 DEV_IMAGES = 100  # evaluated after every epoch on both sides, as the skeleton did with its dev set
 
 
@@ -159,7 +160,7 @@ class ProjectLoop:
     """hw2lib.train.train with KMNISTTask, one epoch per call; returns images per second."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, dev: tuple[torch.Tensor, torch.Tensor],
-                 batch_size: int, channels_last: bool, fused_adam: bool = True) -> None:
+                 batch_size: int, channels_last: bool, fused_adam: bool = True, threads: int | None = None) -> None:
         self.task = KMNISTTask(images, labels, *dev, batch_size=batch_size, channels_last=channels_last)
         torch.manual_seed(SEED)
         self.model = build_model("cnn")
@@ -167,14 +168,21 @@ class ProjectLoop:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.samples = len(labels)
         self.fused_adam = fused_adam
+        self.threads = threads  # None: the process's setting
         self.calls = 0
 
     def __call__(self) -> float:
         self.calls += 1  # a new seed per call: every epoch sees a different shuffle, as in a real run
-        started = time.perf_counter()
-        train(self.model, self.task, epochs=1, learning_rate=LEARNING_RATE, seed=SEED + self.calls,
-              device="cpu", progress=False, fused_adam=self.fused_adam)
-        return self.samples / (time.perf_counter() - started)
+        previous_threads = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            started = time.perf_counter()
+            train(self.model, self.task, epochs=1, learning_rate=LEARNING_RATE, seed=SEED + self.calls,
+                  device="cpu", progress=False, fused_adam=self.fused_adam)
+            return self.samples / (time.perf_counter() - started)
+        finally:
+            torch.set_num_threads(previous_threads)
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -197,13 +205,20 @@ def run(quick: bool = False) -> list[Row]:
     rows: list[Row] = []
     project_speed_64 = None
     for batch_size in (8, 64):
+        # Threads set as the project sets them: a batch of 8 is too small to split between threads
+        # (each op would cost more in synchronisation than it saves), so the project trains it on one;
+        # the skeleton runs with torch's default (every core). At batch 64 both use every core.
+        project_threads = SMALL_BATCH_THREADS if batch_size <= 8 else None
         candidates = {
             "reference": SkeletonLoop(images, labels, dev, batch_size),
             "project": ProjectLoop(images, labels, dev, batch_size, project_channels_last,
-                                   project_config["fused_adam"]),
+                                   project_config["fused_adam"], project_threads),
             "other layout": ProjectLoop(images, labels, dev, batch_size, not project_channels_last,
-                                        project_config["fused_adam"]),
+                                        project_config["fused_adam"], project_threads),
         }
+        if project_threads is not None:
+            candidates["project, default threads"] = ProjectLoop(images, labels, dev, batch_size,
+                                                                 project_channels_last, project_config["fused_adam"])
         measured = interleaved(candidates, settings.rounds)
         speeds = measured.speeds
         rows.append(speed_row(
@@ -211,7 +226,15 @@ def run(quick: bool = False) -> list[Row]:
             format_rate(speeds["project"], "img"), format_rate(speeds["reference"], "img"), measured.ratios["project"],
             at_least=1.5 if batch_size == 8 else None,
             note=(f"{len(labels):,} KMNIST images per epoch, median of {settings.rounds} interleaved epochs after "
-                  f"1 warm-up ({measured.spread('project')}); project loop in {layout} layout")))
+                  f"1 warm-up ({measured.spread('project')}); project loop in {layout} layout, fused Adam, "
+                  f"{project_threads or torch.get_num_threads()} thread(s); skeleton on torch's default "
+                  f"{torch.get_num_threads()}")))
+        if project_threads is not None:
+            rows.append(speed_row(
+                f"CNN training, batch {batch_size}: project loop on {torch.get_num_threads()} threads vs skeleton loop",
+                format_rate(speeds["project, default threads"], "img"), format_rate(speeds["reference"], "img"),
+                measured.ratios["project, default threads"],
+                note="the same comparison with the project loop left on torch's default thread count"))
         rows.append(speed_row(
             f"CNN training, batch {batch_size}: {layout} vs {other_layout} (project loop)",
             format_rate(speeds["project"], "img"), format_rate(speeds["other layout"], "img"),

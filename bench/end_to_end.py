@@ -6,8 +6,9 @@ that holds a copy of the complete runs of ``results/full`` (what a clone has: co
 weights) and no quick runs, so quick runs are trained from scratch and the live ``results/``
 folders are neither read half-written nor touched. Their output goes to ``bench/out/*.log``.
 
-The full reproduction is not rerun (hours of CPU): its time is the sum of the ``wall_seconds``
-that every run in ``results/full/*/metrics.json`` recorded when it was trained.
+The full reproduction is not rerun by default (about half an hour of both cores): its time is the
+sum of the ``wall_seconds`` that every run in ``results/full/*/metrics.json`` recorded when it was
+trained. ``--reproduce`` times ``make reproduce`` itself from an empty results folder.
 
 Run alone: ``python -m bench.end_to_end [--quick]`` (``--quick`` skips the two commands).
 """
@@ -69,12 +70,14 @@ def run_command(command: list[str], environment: dict[str, str], log: Path, time
 
 
 def command_row(benchmark: str, command: list[str], shown_command: str, budget: float, log_name: str,
-                extra_environment: dict[str, str], note: str) -> Row:
-    """Run ``command`` as a fresh clone would (see the module's docstring) and time it against ``budget``."""
+                extra_environment: dict[str, str], note: str, stored_runs: bool = True) -> Row:
+    """Run ``command`` as a fresh clone would (see the module's docstring) and time it against ``budget``;
+    without ``stored_runs`` its results folder starts empty, so every run is trained."""
     with tempfile.TemporaryDirectory(prefix="hw2book-bench-") as scratch:
         results = Path(scratch) / "results"
         results.mkdir()
-        copy_complete_runs(REPOSITORY / "results" / "full", results)
+        if stored_runs:
+            copy_complete_runs(REPOSITORY / "results" / "full", results)
         environment = {**os.environ, "HW2LIB_RESULTS": str(results), **extra_environment}
         log = LOGS / log_name
         seconds, status = run_command(command, environment, log, TIMEOUT_FACTOR * budget)
@@ -141,6 +144,15 @@ def reproduction_row() -> Row:
                       REPRODUCTION_BUDGET, note=note, lower_bound=bool(unfinished))
 
 
+def measured_reproduction_row() -> Row:
+    """``make reproduce`` from an empty results folder: every full-profile experiment trained again."""
+    command = ["make", "--no-print-directory", "reproduce", f"PY={sys.executable}"]
+    return command_row("full reproduction of every experiment (make reproduce), measured", command,
+                       "make reproduce", REPRODUCTION_BUDGET, "reproduce.log", {"HW2LIB_PROFILE": "full"},
+                       "every full-profile run trained again from an empty results folder, two streams of one "
+                       "thread each", stored_runs=False)
+
+
 def run(quick: bool = False, notebooks: bool = True, book: bool = True) -> list[Row]:
     """Measure; return the table's rows (``quick`` skips the two commands)."""
     rows = []
@@ -162,9 +174,14 @@ def main() -> int:
     parser = standard_arguments("End-to-end times: notebooks under nbval, the book build, the full reproduction")
     parser.add_argument("--skip-notebooks", action="store_true", help="do not run nbval")
     parser.add_argument("--skip-book", action="store_true", help="do not build the book")
+    parser.add_argument("--reproduce", action="store_true",
+                        help="only time `make reproduce` from an empty results folder (about half an hour)")
     arguments = parser.parse_args()
     prepare_environment(arguments.threads)
-    rows = run(arguments.quick, notebooks=not arguments.skip_notebooks, book=not arguments.skip_book)
+    if arguments.reproduce:
+        rows = [measured_reproduction_row()]
+    else:
+        rows = run(arguments.quick, notebooks=not arguments.skip_notebooks, book=not arguments.skip_book)
     report(rows, machine_description(), arguments.markdown, "End-to-end times")
     return 0
 
