@@ -78,6 +78,7 @@ reproduce-rest: setup
 # idle machine); writes bench/RESULTS.md. bench-quick: a smoke run of seconds.
 bench: setup
 	$(PY) -m bench --markdown bench/RESULTS.md
+	$(PY) -m bench.readme
 
 bench-quick: setup
 	$(PY) -m bench --quick

@@ -140,8 +140,12 @@ def reproduction_row() -> Row:
         note += f"; resumed runs counted by their per-epoch seconds: {', '.join(resumed)}"
     if unfinished:
         note += f"; INCOMPLETE, not yet stored: {', '.join(path.name for path in unfinished)} (so a lower bound)"
-    return budget_row("full reproduction of every experiment (make reproduce)", total if complete else None,
-                      REPRODUCTION_BUDGET, note=note, lower_bound=bool(unfinished))
+    note += ("; training times one after another, not the wall time of `make reproduce`, which runs two streams "
+             "at once: that one is measured by `python -m bench.end_to_end --reproduce` (bench/REPRODUCE.md)")
+    row = budget_row("training time recorded by the stored runs (sum, informational)", total if complete else None,
+                     REPRODUCTION_BUDGET, note=note, lower_bound=bool(unfinished))
+    row.goal, row.passed = "", None  # the goal is judged on the measured `make reproduce`
+    return row
 
 
 def measured_reproduction_row() -> Row:
