@@ -8,13 +8,14 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+
+from hw2lib.runs import write_text_atomically
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 MIRROR_DEFAULT = REPOSITORY.parent / "shared" / "data"
@@ -208,21 +209,6 @@ def markdown_document(rows: Sequence[Row], machine: dict[str, str], command: str
     return f"# {title}\n\n{EXPLANATION}\n\n{header}\n\n{markdown_table(rows)}\n"
 
 
-def write_text_atomically(text: str, path: Path) -> None:
-    """Write ``text`` through a temporary file and a rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
-                                         delete=False, encoding="utf-8")
-    temporary = Path(handle.name)
-    try:
-        with handle:
-            handle.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
 
 
 def command_line() -> str:

@@ -113,21 +113,26 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def write_json_atomically(data: Any, path: Path) -> None:
-    """Write ``data`` as indented JSON through a temporary file and a rename (Chapter 2)."""
+def write_text_atomically(text: str, path: Path) -> None:
+    """Write ``text`` through a temporary file and a rename: never a half-written file (Chapter 2)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
                                          delete=False, encoding="utf-8")
     temporary = Path(handle.name)
     try:
         with handle:
-            json.dump(_json_ready(data), handle, indent=1, allow_nan=False)
-            handle.write("\n")
+            handle.write(text)
         os.chmod(temporary, 0o644)  # temporary files are created private; results are meant to be shared
         os.replace(temporary, path)
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def write_json_atomically(data: Any, path: Path) -> None:
+    """Write ``data`` as indented JSON through a temporary file and a rename (Chapter 2)."""
+    write_text_atomically(json.dumps(_json_ready(data), indent=1, allow_nan=False) + "\n", path)
 
 
 @dataclass
