@@ -63,6 +63,11 @@ RAW_TEX = re.compile(
     r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\\[A-Za-z]{2,}|\$[^$\n]{0,200}?[\\^_{}][^$\n]{0,200}?\$"
 )
 
+# A Markdown table that was printed instead of rendered: a row of cells, then its |---|---| rule
+# (which typography may have turned into |—|—|).
+_RULE_CELL = r"\s*:?(?:-{3,}|[\u2013\u2014]-*):?\s*"
+RAW_MARKDOWN_TABLE = re.compile(rf"\|[^|\n]*\|[^|\n]*\|\s*\|?{_RULE_CELL}\|{_RULE_CELL}\|")
+
 
 @dataclass
 class PageReport:
@@ -317,9 +322,13 @@ def _inspect(page, report: PageReport, screenshot_dir: Path | None) -> None:
     if math["errors"]:
         shown = "; ".join(repr(text) for text in math["errors"][:3])
         problems.append(f"MathJax reported {len(math['errors'])} TeX error(s): {shown}")
-    snippets = _raw_tex_snippets(page.evaluate(_VISIBLE_PROSE))
+    prose = page.evaluate(_VISIBLE_PROSE)
+    snippets = _raw_tex_snippets(prose)
     if snippets:
         problems.append("raw TeX in the visible text: " + "; ".join(repr(s) for s in snippets))
+    table = RAW_MARKDOWN_TABLE.search(prose)
+    if table:
+        problems.append("a Markdown table shown as raw text: " + repr(" ".join(table.group(0).split())[:80]))
 
     images = page.evaluate(_IMAGES, SETTLE_TIMEOUT_MS)
     report.images = len(images)

@@ -392,3 +392,12 @@ def test_notebook_pages_have_binder_colab_and_download_links(book_reports):
         for problem in launch_link_problems(book_reports[page], notebook, HTML_DIR, **settings)
     ]
     assert not problems, "\n".join(problems)
+
+
+def test_a_markdown_table_shown_as_raw_text_fails(browser, site):
+    for rule in ("|---|---|", "|\u2014|\u2014|", "| :--- | ---: |"):
+        raw = f"<p>| learning rate | dev accuracy | {rule} | 1e-05 | 0.79 |</p>"
+        assert_problem(check_scratch(browser, site(body=raw)), "Markdown table shown as raw text")
+    rendered = "<table><tr><th>learning rate</th><th>dev</th></tr><tr><td>1e-05</td><td>0.79</td></tr></table>"
+    report = check_scratch(browser, site(body=rendered))
+    assert not any("Markdown table" in problem for problem in report.problems)
