@@ -34,3 +34,27 @@ def use_mirror(monkeypatch, mirror_dir, shared_cache) -> Path:
     monkeypatch.setenv("HW2LIB_MIRROR", str(mirror_dir))
     monkeypatch.setenv("HW2LIB_CACHE", str(shared_cache))
     return mirror_dir
+
+
+def _load_from_mirror(mirror_dir: Path, cache: Path, loader, *arguments):
+    """Call ``loader`` with the mirror and the session cache set, without leaking them to other tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HW2LIB_MIRROR", str(mirror_dir))
+        patch.setenv("HW2LIB_CACHE", str(cache))
+        return loader(*arguments)
+
+
+@pytest.fixture(scope="session")
+def kmnist_t10k(mirror_dir, shared_cache):
+    """The offline KMNIST variant, read once per test session (tests must not modify it)."""
+    from hw2lib.kmnist import load_kmnist
+
+    return _load_from_mirror(mirror_dir, shared_cache, load_kmnist, "kmnist-t10k")
+
+
+@pytest.fixture(scope="session")
+def char_mt_course(mirror_dir, shared_cache):
+    """The homework's character MT files, read once per test session (tests must not modify them)."""
+    from hw2lib.chardata import load_char_mt
+
+    return _load_from_mirror(mirror_dir, shared_cache, load_char_mt, "course")

@@ -8,19 +8,15 @@ from torch import nn
 
 from hw2lib.cnn import (CNN, FullyConnected, KMNISTTask, accuracy, activation_maps, build_model, confusion_matrix,
                         count_parameters, misclassified, permute_images, permute_pixels, pixel_permutation, predict)
-from hw2lib.kmnist import KMNIST, load_kmnist
+from hw2lib.kmnist import KMNIST
 from hw2lib.train import train
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def kmnist(mirror_dir, shared_cache):
-    """The offline variant, read from the mirror through the test session's own cache."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HW2LIB_MIRROR", str(mirror_dir))
-        patch.setenv("HW2LIB_CACHE", str(shared_cache))
-        return load_kmnist("kmnist-t10k")
+def kmnist(kmnist_t10k):
+    return kmnist_t10k
 
 
 def test_cnn_shapes_parameters_and_log_probabilities():

@@ -69,11 +69,8 @@ def test_idx_reader_small_valid_images(tmp_path):
 # ---------------------------------------------------------------- KMNIST variants
 
 @pytest.fixture(scope="module")
-def t10k(mirror_dir, shared_cache):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HW2LIB_MIRROR", str(mirror_dir))
-        patch.setenv("HW2LIB_CACHE", str(shared_cache))
-        return kmnist.load_kmnist("kmnist-t10k")
+def t10k(kmnist_t10k):
+    return kmnist_t10k
 
 
 def test_t10k_shapes_dtypes_range(t10k):
@@ -168,11 +165,8 @@ def test_course_split_from_synthetic_full_files(tmp_path, monkeypatch, use_mirro
 # ---------------------------------------------------------------- character MT data
 
 @pytest.fixture(scope="module")
-def course(mirror_dir, shared_cache):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HW2LIB_MIRROR", str(mirror_dir))
-        patch.setenv("HW2LIB_CACHE", str(shared_cache))
-        return chardata.load_char_mt("course")
+def course(char_mt_course):
+    return char_mt_course
 
 
 def test_course_sizes_and_vocabularies(course):

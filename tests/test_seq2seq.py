@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hw2lib.chardata import PAD, SOS, CharPairs, collate_pairs, load_char_mt
+from hw2lib.chardata import PAD, SOS, CharPairs, collate_pairs
 from hw2lib.seq2seq import Seq2Seq, TranslationTask, count_parameters, source_padding_mask, teacher_forcing_loss
 from hw2lib.train import train
 
@@ -138,11 +138,8 @@ def test_loss_ignores_padding():
 
 
 @pytest.fixture(scope="module")
-def course(mirror_dir, shared_cache):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HW2LIB_MIRROR", str(mirror_dir))
-        patch.setenv("HW2LIB_CACHE", str(shared_cache))
-        return load_char_mt("course")
+def course(char_mt_course):
+    return char_mt_course
 
 
 def test_training_batches_cover_the_split_once_in_a_seeded_order(course):
