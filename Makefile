@@ -66,13 +66,13 @@ reproduce: setup
 	$(MAKE) --no-print-directory -j2 reproduce-attention reproduce-rest
 
 reproduce-attention: setup
-	$(PY) -m hw2lib seq2seq --attention yes --profile full --no-progress
-	$(PY) -m hw2lib.seeds seq2seq-attention cnn --seeds 43 44 --no-progress
+	$(PY) -m hw2lib seq2seq --attention yes --profile full --threads 1 --no-progress
+	$(PY) -m hw2lib.seeds seq2seq-attention cnn --seeds 43 44 --threads 1 --no-progress
 
 reproduce-rest: setup
-	$(PY) -m hw2lib seq2seq --attention no --profile full --no-progress
-	$(PY) -m hw2lib.seeds seq2seq-no-attention --seeds 43 44 --no-progress
-	$(PY) -m hw2lib sweep --profile full --no-progress
+	$(PY) -m hw2lib seq2seq --attention no --profile full --threads 1 --no-progress
+	$(PY) -m hw2lib.seeds seq2seq-no-attention --seeds 43 44 --threads 1 --no-progress
+	$(PY) -m hw2lib sweep --profile full --threads 1 --no-progress
 
 # Speed, as ratios against reference loops run in the same process (a few minutes on an otherwise
 # idle machine); writes bench/RESULTS.md. bench-quick: a smoke run of seconds.

@@ -69,9 +69,10 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=("full", "quick"), default=None,
                         help="full: the homework's settings; quick: seconds (default: $HW2LIB_PROFILE or full)")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
-    parser.add_argument("--threads", type=positive_int, default=1, help=(
-        "CPU threads for torch (default 1: this small network at small batches gains nothing from more, "
-        "and on a busy machine extra threads make it many times slower)"))
+    parser.add_argument("--threads", type=positive_int, default=None, help=(
+        "CPU threads for torch (default: torch's own choice, every core, the fastest for one run at a time; "
+        "give 1 when two trainings share the machine, as make reproduce does, or to repeat the stored runs "
+        "bit for bit: they were trained on one thread)"))
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -105,7 +106,8 @@ def _prepare(args: argparse.Namespace) -> dict:
 
     from .train import choose_device
 
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     choose_device(args.device)  # fails early, with one line, on a device this machine lacks
     return {"variant": args.variant, "profile": args.profile, "device": args.device, "progress": not args.no_progress}
 

@@ -114,10 +114,11 @@ def permute_pixels(data: KMNIST, seed: int = PERMUTATION_SEED) -> KMNIST:
 class KMNISTTask:
     """Image classification on in-memory tensors, for :func:`hw2lib.train.train` (Chapter 2).
 
-    Every epoch shuffles the training set with a permutation drawn from the
-    generator and slices it into batches (no per-item DataLoader: indexing a tensor is
-    far cheaper). The dev set is evaluated in one batch. ``channels_last`` stores the
-    images in the memory layout that oneDNN's convolutions prefer on CPU.
+    Every epoch shuffles the training set with a permutation drawn from the generator
+    and slices it into batches (no per-item DataLoader: indexing a tensor is far cheaper;
+    the shuffled copy costs one training set's memory during the epoch). The dev set is
+    evaluated in one batch. ``channels_last`` stores the images in the memory layout
+    that oneDNN's convolutions prefer on CPU.
     """
 
     train_images: torch.Tensor
@@ -139,9 +140,11 @@ class KMNISTTask:
 
     def training_batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(self.train_labels), generator=generator)
+        # One gather per epoch, then every batch is a view: the same batches as gathering each one,
+        # without two small copies per step (at batch size 8 a step is only about 2 ms).
+        images, labels = self.train_images[order], self.train_labels[order]
         for start in range(0, len(order), self.batch_size):
-            index = order[start:start + self.batch_size]
-            yield self.train_images[index], self.train_labels[index]
+            yield images[start:start + self.batch_size], labels[start:start + self.batch_size]
 
     def __len__(self) -> int:
         """Batches per epoch."""

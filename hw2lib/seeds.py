@@ -10,7 +10,7 @@ per seed in :data:`SEEDS` through the results store; the seed-42 runs are the ch
 own, the others keep only their metrics (no weights: they are only summarised here).
 
 ``python -m hw2lib.seeds MODEL [MODEL ...] --seeds 43 44`` trains (or loads) such runs from
-the command line, one after the other, with ``--threads`` torch threads.
+the command line, one after the other (``--threads 1`` repeats the stored runs bit for bit).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 
 from . import cnn_runs, translate
+from .cli import positive_int
 from .runs import Run, get_or_train
 
 SEEDS = (42, 43, 44)
@@ -300,11 +301,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hw2lib.seeds", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", choices=MODELS)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=positive_int, default=None, help=(
+        "torch CPU threads (default: torch's own choice, every core; give 1 when two trainings share the "
+        "machine, as make reproduce does)"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     for model in args.models:
         for seed in args.seeds:
             run = get_seed_run(model, seed, device=args.device, progress=not args.no_progress)

@@ -94,3 +94,22 @@ def test_commands_can_be_added():
     parser = build_parser()
     subcommands = next(action for action in parser._actions if action.dest == "command")
     assert {"cnn", "sweep"} <= set(subcommands.choices)
+
+
+def test_threads_default_keeps_torch_choice_and_the_option_sets_it(tmp_path, monkeypatch, use_mirror):
+    import torch
+
+    monkeypatch.setenv("HW2LIB_RESULTS", str(tmp_path))
+    before = torch.get_num_threads()
+    base = ["cnn", "--epochs", "1", "--profile", "quick", "--model", "fc", "--no-progress"]
+    try:
+        torch.set_num_threads(2)
+        assert main([*base, "--lr", "1e-3"]) == 0
+        assert torch.get_num_threads() == 2  # no --threads: the process's count is left alone
+        assert main([*base, "--lr", "2e-3", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    recorded = {json.loads((folder / "config.json").read_text())["learning_rate"]:
+                json.loads((folder / "metrics.json").read_text())["cpu_threads"] for folder in tmp_path.iterdir()}
+    assert recorded == {1e-3: 2, 2e-3: 1}  # each run records the thread count it was trained with
