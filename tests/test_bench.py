@@ -1,0 +1,54 @@
+"""The benchmarks' own arithmetic: FLOP counts, interleaved ratios, verdicts (not their timings)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.cnn_speed import flop_counter_check, forward_flops_per_sample
+from bench.common import budget_row, interleaved, speed_row
+from hw2lib.cnn import build_model
+
+
+def test_cnn_forward_flops_match_the_layer_arithmetic_and_torch():
+    # 2 x multiply-accumulates: conv1 8x28x28 outputs of 5x5x1, conv2 16x12x12 of 3x3x8, then the linears
+    by_hand = 2 * (8 * 28 * 28 * 25 + 16 * 12 * 12 * 72 + 576 * 600 + 600 * 120 + 120 * 10)
+    counted = forward_flops_per_sample(build_model("cnn"))
+    assert counted == by_hand == 1_482_976  # the "about 1.48 MFLOP" of the issue
+    forward, training = flop_counter_check(build_model("cnn"), counted)
+    assert forward == counted and 2 * forward < training < 3 * forward  # conv1 needs no input gradient
+
+
+def test_fc_baseline_flops():
+    assert forward_flops_per_sample(build_model("fc")) == 2 * (784 * 464 + 464 * 120 + 120 * 10)
+
+
+def test_interleaved_runs_warmup_alternates_and_takes_median_per_round_ratios():
+    calls = []
+
+    def candidate(name, speeds):
+        values = iter(speeds)
+
+        def call():
+            calls.append(name)
+            return next(values)
+        return call
+    measured = interleaved({"reference": candidate("reference", [999, 10, 20, 10]),
+                            "project": candidate("project", [1, 15, 20, 30])}, rounds=3)
+    assert calls == ["reference", "project"] * 4  # one warm-up round, then strictly alternating
+    assert measured.ratios["project"] == 1.5  # median of 1.5, 1.0, 3.0: the warm-up (1 / 999) is dropped
+    assert (measured.lowest["project"], measured.highest["project"]) == (1.0, 3.0)
+    assert measured.speeds["project"] == 20 and measured.best_speeds["project"] == 30
+    with pytest.raises(ValueError, match="rounds"):
+        interleaved({"reference": lambda: 1.0}, rounds=0)
+
+
+def test_verdicts():
+    assert speed_row("x", "", "", 1.49, at_least=1.5).verdict == "SHORT"
+    assert speed_row("x", "", "", 1.5, at_least=1.5).verdict == "PASS"
+    assert speed_row("x", "", "", 9.0).verdict == ""  # informational rows have no goal
+    assert budget_row("t", 599.0, 600).verdict == "PASS"
+    assert budget_row("t", 601.0, 600).verdict == "SHORT"
+    assert budget_row("t", 100.0, 600, failed=True).verdict == "SHORT"  # fast but failed is not a pass
+    assert budget_row("t", 100.0, 600, lower_bound=True).verdict == ""  # stopped early: undecided
+    assert budget_row("t", 700.0, 600, lower_bound=True).verdict == "SHORT"
+    assert budget_row("t", None, 600).measured == "not measured"
