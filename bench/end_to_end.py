@@ -8,7 +8,8 @@ folders are neither read half-written nor touched. Their output goes to ``bench/
 
 The full reproduction is not rerun by default (about half an hour of both cores): its time is the
 sum of the ``wall_seconds`` that every run in ``results/full/*/metrics.json`` recorded when it was
-trained. ``--reproduce`` times ``make reproduce`` itself from an empty results folder.
+trained. ``--reproduce`` times ``make reproduce`` itself from an empty results folder and then
+compares every run it trained with the stored one.
 
 Run alone: ``python -m bench.end_to_end [--quick]`` (``--quick`` skips the two commands).
 """
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 from .common import REPOSITORY, Row, budget_row, format_seconds, machine_description, prepare_environment, report, \
     standard_arguments
@@ -33,6 +35,7 @@ REPRODUCTION_BUDGET = 30 * 60
 TIMEOUT_FACTOR = 2  # a command still running at twice its budget is stopped: the goal is missed anyway
 LOGS = REPOSITORY / "bench" / "out"
 STORED_FILES = ("config.json", "metrics.json", "weights.pt", "best_weights.pt")
+NOT_COMPARED = {"seconds", "wall_seconds", "seconds_per_epoch", "resumed_from_checkpoint", "cpu_threads"}
 
 
 def stored_runs(results: Path) -> tuple[list[Path], list[Path]]:
@@ -70,9 +73,11 @@ def run_command(command: list[str], environment: dict[str, str], log: Path, time
 
 
 def command_row(benchmark: str, command: list[str], shown_command: str, budget: float, log_name: str,
-                extra_environment: dict[str, str], note: str, stored_runs: bool = True) -> Row:
+                extra_environment: dict[str, str], note: str, stored_runs: bool = True,
+                inspect: Callable[[Path], str] | None = None) -> Row:
     """Run ``command`` as a fresh clone would (see the module's docstring) and time it against ``budget``;
-    without ``stored_runs`` its results folder starts empty, so every run is trained."""
+    without ``stored_runs`` its results folder starts empty, so every run is trained. ``inspect``
+    looks at the results folder after a successful command; what it returns joins the note."""
     with tempfile.TemporaryDirectory(prefix="hw2book-bench-") as scratch:
         results = Path(scratch) / "results"
         results.mkdir()
@@ -81,14 +86,49 @@ def command_row(benchmark: str, command: list[str], shown_command: str, budget: 
         environment = {**os.environ, "HW2LIB_RESULTS": str(results), **extra_environment}
         log = LOGS / log_name
         seconds, status = run_command(command, environment, log, TIMEOUT_FACTOR * budget)
-    if status is None:
-        outcome = f"stopped at the {format_seconds(TIMEOUT_FACTOR * budget)} timeout"
-    elif status != 0:
-        outcome = f"FAILED with exit status {status} (see {log.relative_to(REPOSITORY)})"
-    else:
-        outcome = "succeeded"
+        if status is None:
+            outcome = f"stopped at the {format_seconds(TIMEOUT_FACTOR * budget)} timeout"
+        elif status != 0:
+            outcome = f"FAILED with exit status {status} (see {log.relative_to(REPOSITORY)})"
+        else:
+            outcome = "succeeded"
+            if inspect is not None:
+                outcome += f"; {inspect(results)}"
     return budget_row(benchmark, seconds, budget, lower_bound=status is None, failed=status not in (0, None),
                       note=f"`{shown_command}`; {note}; {outcome}")
+
+
+def without_timings(value: Any) -> Any:
+    """Stored metrics without what depends on the machine's speed or settings rather than the training."""
+    if isinstance(value, dict):
+        return {key: without_timings(item) for key, item in value.items() if key not in NOT_COMPARED}
+    if isinstance(value, list):
+        return [without_timings(item) for item in value]
+    return value
+
+
+def compare_with_stored(reproduced: Path, stored: Path | None = None) -> str:
+    """How many of the stored runs under ``stored`` (default ``results/full``) the runs under
+    ``reproduced`` repeat exactly: the same folder (so the same configuration) and the same metrics,
+    every history row included, apart from times and thread counts."""
+    stored = stored or REPOSITORY / "results" / "full"
+    complete = stored_runs(stored)[0]
+    same, different, missing = [], [], []
+    for run in complete:
+        twin = reproduced / run.name / "metrics.json"
+        if not twin.is_file():
+            missing.append(run.name)
+            continue
+        original = without_timings(json.loads((run / "metrics.json").read_text(encoding="utf-8")))
+        again = without_timings(json.loads(twin.read_text(encoding="utf-8")))
+        (same if original == again else different).append(run.name)
+    text = (f"{len(same)} of the {len(complete)} stored runs trained again with identical metrics "
+            f"(every epoch's losses and scores; times and thread counts aside)")
+    if different:
+        text += f"; DIFFERENT: {', '.join(different)}"
+    if missing:
+        text += f"; NOT TRAINED: {', '.join(missing)}"
+    return text
 
 
 def notebooks_row() -> Row:
@@ -154,7 +194,7 @@ def measured_reproduction_row() -> Row:
     return command_row("full reproduction of every experiment (make reproduce), measured", command,
                        "make reproduce", REPRODUCTION_BUDGET, "reproduce.log", {"HW2LIB_PROFILE": "full"},
                        "every full-profile run trained again from an empty results folder, two streams of one "
-                       "thread each", stored_runs=False)
+                       "thread each", stored_runs=False, inspect=compare_with_stored)
 
 
 def run(quick: bool = False, notebooks: bool = True, book: bool = True) -> list[Row]:

@@ -52,3 +52,27 @@ def test_verdicts():
     assert budget_row("t", 100.0, 600, lower_bound=True).verdict == ""  # stopped early: undecided
     assert budget_row("t", 700.0, 600, lower_bound=True).verdict == "SHORT"
     assert budget_row("t", None, 600).measured == "not measured"
+
+
+def test_reproduction_comparison_ignores_times_and_names_every_difference(tmp_path):
+    import json
+
+    from bench.end_to_end import compare_with_stored
+
+    def store(root, name, metrics):
+        (root / name).mkdir(parents=True)
+        (root / name / "config.json").write_text("{}")
+        (root / name / "metrics.json").write_text(json.dumps(metrics))
+    stored, again = tmp_path / "stored", tmp_path / "again"
+    history = [{"epoch": 1, "train_loss": 0.5, "seconds": 3.0}]
+    store(stored, "same", {"test_accuracy": 0.9, "wall_seconds": 10.0, "cpu_threads": 1, "history": history})
+    store(again, "same", {"test_accuracy": 0.9, "wall_seconds": 99.0, "cpu_threads": 1,
+                          "history": [{"epoch": 1, "train_loss": 0.5, "seconds": 7.0}]})
+    store(stored, "moved", {"history": history})
+    store(again, "moved", {"history": [{"epoch": 1, "train_loss": 0.5000001, "seconds": 3.0}]})
+    store(stored, "lost", {"history": history})
+    (stored / "unfinished").mkdir()
+    (stored / "unfinished" / "config.json").write_text("{}")  # no metrics.json: not a stored run
+    text = compare_with_stored(again, stored)
+    assert text.startswith("1 of the 3 stored runs trained again with identical metrics")
+    assert "DIFFERENT: moved" in text and "NOT TRAINED: lost" in text and "unfinished" not in text
