@@ -178,7 +178,8 @@ def train(model: nn.Module, task: Task, *, epochs: int, learning_rate: float, se
     states and history are saved after every epoch, and a run started with an
     existing checkpoint resumes from it: the history of an interrupted run then
     equals that of an uninterrupted one (apart from ``seconds``). ``fused_adam`` selects
-    PyTorch's fused Adam kernel (much faster for small batches on the CPU).
+    PyTorch's fused Adam kernel (much faster for small batches on the CPU), called through
+    :class:`hw2lib.optim.LeanFusedAdam` (the same weights as ``torch.optim.Adam(fused=True)``).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
