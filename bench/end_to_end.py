@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+import torch
 
 from .common import REPOSITORY, Row, budget_row, format_seconds, machine_description, prepare_environment, report, \
     standard_arguments
@@ -74,13 +77,16 @@ def run_command(command: list[str], environment: dict[str, str], log: Path, time
 
 def command_row(benchmark: str, command: list[str], shown_command: str, budget: float, log_name: str,
                 extra_environment: dict[str, str], note: str, stored_runs: bool = True,
-                inspect: Callable[[Path], str] | None = None) -> Row:
+                inspect: Callable[[Path], str] | None = None, keep: Path | None = None) -> Row:
     """Run ``command`` as a fresh clone would (see the module's docstring) and time it against ``budget``;
     without ``stored_runs`` its results folder starts empty, so every run is trained. ``inspect``
-    looks at the results folder after a successful command; what it returns joins the note."""
+    looks at the results folder after a successful command; what it returns joins the note. With
+    ``keep`` (a folder that must not exist yet) the results folder is that one and is kept."""
+    if keep is not None and keep.exists():
+        raise ValueError(f"{keep} already exists; --keep needs a new folder")
     with tempfile.TemporaryDirectory(prefix="hw2book-bench-") as scratch:
-        results = Path(scratch) / "results"
-        results.mkdir()
+        results = keep.resolve() if keep is not None else Path(scratch) / "results"
+        results.mkdir(parents=True)
         if stored_runs:
             copy_complete_runs(REPOSITORY / "results" / "full", results)
         environment = {**os.environ, "HW2LIB_RESULTS": str(results), **extra_environment}
@@ -107,22 +113,72 @@ def without_timings(value: Any) -> Any:
     return value
 
 
+def differences(original: Any, again: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """Every place where two JSON values differ: ``(path, stored, new)``, e.g.
+    ``("history[3].train_loss", 0.51, 0.52)``; a key or entry that only one has counts as a difference."""
+    if isinstance(original, dict) and isinstance(again, dict):
+        found = []
+        for key in sorted(set(original) | set(again)):
+            where = f"{path}.{key}".lstrip(".")
+            if key not in original or key not in again:
+                found.append((where, original.get(key, "<missing>"), again.get(key, "<missing>")))
+            else:
+                found += differences(original[key], again[key], where)
+        return found
+    if isinstance(original, list) and isinstance(again, list):
+        if len(original) != len(again):
+            return [(path, f"{len(original)} entries", f"{len(again)} entries")]
+        return [found for index, (left, right) in enumerate(zip(original, again))
+                for found in differences(left, right, f"{path}[{index}]")]
+    return [] if original == again else [(path, original, again)]
+
+
+def summarise_differences(found: list[tuple[str, Any, Any]]) -> str:
+    """``found`` grouped by field, list indices folded: ``history[*].val_loss in 21 places (history[3]: a vs b)``."""
+    groups: dict[str, list[tuple[str, Any, Any]]] = {}
+    for where, original, again in found:
+        groups.setdefault(re.sub(r"\[\d+\]", "[*]", where), []).append((where, original, again))
+    return "; ".join(f"{field} in {len(items)} place(s), e.g. {items[0][0]}: {items[0][1]!r} stored, {items[0][2]!r} new"
+                     for field, items in groups.items())
+
+
+def same_weights(stored_run: Path, new_run: Path) -> bool | None:
+    """Whether every weights file of ``stored_run`` holds exactly the tensors of ``new_run``'s (None: no weights)."""
+    from hw2lib.train import load_state_dict_file
+
+    names = [name for name in ("weights.pt", "best_weights.pt") if (stored_run / name).is_file()]
+    if not names:
+        return None
+    for name in names:
+        if not (new_run / name).is_file():
+            return False
+        original, again = load_state_dict_file(stored_run / name), load_state_dict_file(new_run / name)
+        if original.keys() != again.keys() or not all(torch.equal(original[key], again[key]) for key in original):
+            return False
+    return True
+
+
 def compare_with_stored(reproduced: Path, stored: Path | None = None) -> str:
     """How many of the stored runs under ``stored`` (default ``results/full``) the runs under
-    ``reproduced`` repeat exactly: the same folder (so the same configuration) and the same metrics,
-    every history row included, apart from times and thread counts."""
+    ``reproduced`` repeat exactly: the same folder (so the same configuration), the same metrics,
+    every history row included, apart from times and thread counts, and the same weights."""
     stored = stored or REPOSITORY / "results" / "full"
     complete = stored_runs(stored)[0]
     same, different, missing = [], [], []
     for run in complete:
-        twin = reproduced / run.name / "metrics.json"
-        if not twin.is_file():
+        twin = reproduced / run.name
+        if not (twin / "metrics.json").is_file():
             missing.append(run.name)
             continue
         original = without_timings(json.loads((run / "metrics.json").read_text(encoding="utf-8")))
-        again = without_timings(json.loads(twin.read_text(encoding="utf-8")))
-        (same if original == again else different).append(run.name)
-    text = (f"{len(same)} of the {len(complete)} stored runs trained again with identical metrics "
+        again = without_timings(json.loads((twin / "metrics.json").read_text(encoding="utf-8")))
+        found, weights = differences(original, again), same_weights(run, twin)
+        if not found and weights is not False:
+            same.append(run.name)
+            continue
+        weights_text = {True: "weights identical", False: "WEIGHTS DIFFER", None: "no stored weights"}[weights]
+        different.append(f"{run.name} ({summarise_differences(found) or 'metrics identical'}; {weights_text})")
+    text = (f"{len(same)} of the {len(complete)} stored runs trained again with identical metrics and weights "
             f"(every epoch's losses and scores; times and thread counts aside)")
     if different:
         text += f"; DIFFERENT: {', '.join(different)}"
@@ -188,13 +244,14 @@ def reproduction_row() -> Row:
     return row
 
 
-def measured_reproduction_row() -> Row:
-    """``make reproduce`` from an empty results folder: every full-profile experiment trained again."""
+def measured_reproduction_row(keep: Path | None = None) -> Row:
+    """``make reproduce`` from an empty results folder: every full-profile experiment trained again
+    (into ``keep`` when given, which is then kept)."""
     command = ["make", "--no-print-directory", "reproduce", f"PY={sys.executable}"]
     return command_row("full reproduction of every experiment (make reproduce), measured", command,
                        "make reproduce", REPRODUCTION_BUDGET, "reproduce.log", {"HW2LIB_PROFILE": "full"},
                        "every full-profile run trained again from an empty results folder, two streams of one "
-                       "thread each", stored_runs=False, inspect=compare_with_stored)
+                       "thread each", stored_runs=False, inspect=compare_with_stored, keep=keep)
 
 
 def run(quick: bool = False, notebooks: bool = True, book: bool = True) -> list[Row]:
@@ -220,10 +277,12 @@ def main() -> int:
     parser.add_argument("--skip-book", action="store_true", help="do not build the book")
     parser.add_argument("--reproduce", action="store_true",
                         help="only time `make reproduce` from an empty results folder (about half an hour)")
+    parser.add_argument("--keep", type=Path, default=None, metavar="FOLDER",
+                        help="with --reproduce: train into FOLDER (new) and keep it, e.g. to inspect a difference")
     arguments = parser.parse_args()
     prepare_environment(arguments.threads)
     if arguments.reproduce:
-        rows = [measured_reproduction_row()]
+        rows = [measured_reproduction_row(arguments.keep)]
     else:
         rows = run(arguments.quick, notebooks=not arguments.skip_notebooks, book=not arguments.skip_book)
     report(rows, machine_description(), arguments.markdown, "End-to-end times")

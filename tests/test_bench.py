@@ -57,22 +57,42 @@ def test_verdicts():
 def test_reproduction_comparison_ignores_times_and_names_every_difference(tmp_path):
     import json
 
+    import torch
+
     from bench.end_to_end import compare_with_stored
 
-    def store(root, name, metrics):
+    def store(root, name, metrics, weights=None):
         (root / name).mkdir(parents=True)
         (root / name / "config.json").write_text("{}")
         (root / name / "metrics.json").write_text(json.dumps(metrics))
+        if weights is not None:
+            torch.save({"w": weights}, root / name / "weights.pt")
     stored, again = tmp_path / "stored", tmp_path / "again"
-    history = [{"epoch": 1, "train_loss": 0.5, "seconds": 3.0}]
-    store(stored, "same", {"test_accuracy": 0.9, "wall_seconds": 10.0, "cpu_threads": 1, "history": history})
-    store(again, "same", {"test_accuracy": 0.9, "wall_seconds": 99.0, "cpu_threads": 1,
-                          "history": [{"epoch": 1, "train_loss": 0.5, "seconds": 7.0}]})
-    store(stored, "moved", {"history": history})
-    store(again, "moved", {"history": [{"epoch": 1, "train_loss": 0.5000001, "seconds": 3.0}]})
+    history = [{"epoch": 1, "train_loss": 0.5, "seconds": 3.0}, {"epoch": 2, "train_loss": 0.4, "seconds": 3.0}]
+    store(stored, "same", {"test_accuracy": 0.9, "wall_seconds": 10.0, "cpu_threads": 1, "history": history},
+          torch.ones(3))
+    store(again, "same", {"test_accuracy": 0.9, "wall_seconds": 99.0, "cpu_threads": 2,
+                          "history": [{**row, "seconds": 7.0} for row in history]}, torch.ones(3))
+    store(stored, "moved", {"history": history}, torch.ones(3))
+    store(again, "moved", {"history": [{**row, "train_loss": row["train_loss"] + 1e-7} for row in history]},
+          torch.ones(3))
+    store(stored, "reweighted", {"history": history}, torch.ones(3))
+    store(again, "reweighted", {"history": history}, torch.tensor([1.0, 1.0, 1.0 + 2 ** -20]))
     store(stored, "lost", {"history": history})
     (stored / "unfinished").mkdir()
     (stored / "unfinished" / "config.json").write_text("{}")  # no metrics.json: not a stored run
     text = compare_with_stored(again, stored)
-    assert text.startswith("1 of the 3 stored runs trained again with identical metrics")
-    assert "DIFFERENT: moved" in text and "NOT TRAINED: lost" in text and "unfinished" not in text
+    assert text.startswith("1 of the 4 stored runs trained again with identical metrics and weights")
+    assert ("moved (history[*].train_loss in 2 place(s), e.g. history[0].train_loss: 0.5 stored, 0.5000001 new; "
+            "weights identical)") in text
+    assert "reweighted (metrics identical; WEIGHTS DIFFER)" in text
+    assert "NOT TRAINED: lost" in text and "unfinished" not in text
+
+
+def test_differences_name_every_path():
+    from bench.end_to_end import differences
+
+    assert differences({"a": [1, {"b": 2}]}, {"a": [1, {"b": 2}]}) == []
+    assert differences({"a": [1, {"b": 2}], "c": 5}, {"a": [1, {"b": 3}], "c": 6}) == [("a[1].b", 2, 3), ("c", 5, 6)]
+    assert differences({"a": 1}, {"a": 1, "c": 0}) == [("c", "<missing>", 0)]
+    assert differences({"h": [1, 2]}, {"h": [1]}) == [("h", "2 entries", "1 entries")]
