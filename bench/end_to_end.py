@@ -29,6 +29,8 @@ from typing import Any, Callable
 
 import torch
 
+from hw2lib.runs import without_timings
+
 from .common import REPOSITORY, Row, budget_row, format_seconds, machine_description, prepare_environment, report, \
     standard_arguments
 
@@ -38,7 +40,6 @@ REPRODUCTION_BUDGET = 30 * 60
 TIMEOUT_FACTOR = 2  # a command still running at twice its budget is stopped: the goal is missed anyway
 LOGS = REPOSITORY / "bench" / "out"
 STORED_FILES = ("config.json", "metrics.json", "weights.pt", "best_weights.pt")
-NOT_COMPARED = {"seconds", "wall_seconds", "seconds_per_epoch", "resumed_from_checkpoint", "cpu_threads"}
 
 
 def stored_runs(results: Path) -> tuple[list[Path], list[Path]]:
@@ -102,15 +103,6 @@ def command_row(benchmark: str, command: list[str], shown_command: str, budget: 
                 outcome += f"; {inspect(results)}"
     return budget_row(benchmark, seconds, budget, lower_bound=status is None, failed=status not in (0, None),
                       note=f"`{shown_command}`; {note}; {outcome}")
-
-
-def without_timings(value: Any) -> Any:
-    """Stored metrics without what depends on the machine's speed or settings rather than the training."""
-    if isinstance(value, dict):
-        return {key: without_timings(item) for key, item in value.items() if key not in NOT_COMPARED}
-    if isinstance(value, list):
-        return [without_timings(item) for item in value]
-    return value
 
 
 def differences(original: Any, again: Any, path: str = "") -> list[tuple[str, Any, Any]]:

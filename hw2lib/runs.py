@@ -113,6 +113,20 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
+MACHINE_DEPENDENT_KEYS = frozenset({"seconds", "wall_seconds", "seconds_per_epoch", "resumed_from_checkpoint",
+                                    "cpu_threads"})
+
+
+def without_timings(value: Any) -> Any:
+    """Stored metrics or history without :data:`MACHINE_DEPENDENT_KEYS`, at any depth: what two
+    trainings of the same configuration must agree on exactly (Appendix, "How repeatable are these numbers?")."""
+    if isinstance(value, dict):
+        return {key: without_timings(item) for key, item in value.items() if key not in MACHINE_DEPENDENT_KEYS}
+    if isinstance(value, list):
+        return [without_timings(item) for item in value]
+    return value
+
+
 def write_text_atomically(text: str, path: Path) -> None:
     """Write ``text`` through a temporary file and a rename: never a half-written file (Chapter 2)."""
     path = Path(path)

@@ -27,7 +27,7 @@ import torch
 
 from . import cnn_runs, translate
 from .cli import positive_int
-from .runs import Run, get_or_train
+from .runs import Run, get_or_train, without_timings
 
 SEEDS = (42, 43, 44)
 CNN_LEARNING_RATE = 5e-4  # the rate chapter 2 selects on dev
@@ -151,10 +151,7 @@ def replay(run: Run, *, epochs: int = 1, threads: int | None = None, progress: b
     finally:
         torch.set_num_threads(previous_threads)
 
-    def comparable(rows):
-        return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
-
-    stored, replayed = comparable(run.history[:epochs]), comparable(metrics["history"])
+    stored, replayed = without_timings(run.history[:epochs]), without_timings(metrics["history"])
     differences = [abs(float(row[key]) - float(other.get(key, math.nan)))
                    for row, other in zip(stored, replayed) for key in row]
     return {"identical": stored == replayed, "threads": int(threads), "stored": stored, "replayed": replayed,

@@ -23,11 +23,10 @@ from hw2lib import cnn_runs, seeds, translate
 from hw2lib.chardata import COURSE_FILES, load_char_mt
 from hw2lib.download import sha256_of
 from hw2lib.kmnist import FILES, load_kmnist
-from hw2lib.runs import CHECKPOINT_NAME, Run, get_or_train, load_run, run_folder
+from hw2lib.runs import CHECKPOINT_NAME, Run, get_or_train, load_run, run_folder, without_timings
 from hw2lib.train import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-NOT_COMPARED = {"seconds", "wall_seconds", "seconds_per_epoch", "resumed_from_checkpoint", "cpu_threads"}
 
 
 def tiny_config(model: str, seed: int = 42, epochs: int = 2) -> dict:
@@ -45,15 +44,6 @@ def train_function(model: str):
     if model == "cnn":
         return lambda config, run_dir: cnn_runs.train_kmnist_run(config, run_dir, progress=False)
     return lambda config, run_dir: translate.train_seq2seq_run(config, run_dir, progress=False)
-
-
-def timeless(value):
-    """``value`` (metrics, history) without wall-clock times and thread counts, at any depth."""
-    if isinstance(value, dict):
-        return {key: timeless(item) for key, item in value.items() if key not in NOT_COMPARED}
-    if isinstance(value, list):
-        return [timeless(item) for item in value]
-    return value
 
 
 @pytest.fixture
@@ -211,7 +201,7 @@ def test_same_config_and_seed_give_the_same_metrics(model, results, monkeypatch)
     first, second = stored
     assert first.path != second.path  # trained twice, not loaded
     assert len(first.history) == 2
-    assert timeless(first.metrics) == timeless(second.metrics)  # history and final figures, exactly
+    assert without_timings(first.metrics) == without_timings(second.metrics)  # history and final figures, exactly
 
 
 def test_replay_reproduces_a_stored_run_and_notices_a_changed_one(results):
@@ -300,8 +290,8 @@ def test_a_killed_run_is_incomplete_and_resumes_to_the_uninterrupted_result(mode
     assert not checkpoint.exists()
     # the epochs before the kill were not trained again: their rows, timings included, come from the checkpoint
     assert resumed.history[:epochs_done] == saved["history"]
-    assert timeless(resumed.history) == timeless(uninterrupted.history)
-    assert timeless(resumed.metrics) == timeless(uninterrupted.metrics)  # best epoch and test figures too
+    assert without_timings(resumed.history) == without_timings(uninterrupted.history)
+    assert without_timings(resumed.metrics) == without_timings(uninterrupted.metrics)  # best epoch and test figures too
 
 
 # --- 4. files that would run code when loaded ------------------------------------------------

@@ -165,3 +165,13 @@ def test_run_is_a_plain_record(tmp_path):
     run = Run(name="x", config={}, metrics={"history": [{"epoch": 1, "loss": None}]}, path=tmp_path)
     assert run.weights_path() == tmp_path / "weights.pt" and not run.has_weights()
     assert math.isnan(run.history[0]["loss"])
+
+
+def test_without_timings_drops_machine_dependent_keys_at_any_depth():
+    from hw2lib.runs import without_timings
+
+    metrics = {"wall_seconds": 9.0, "cpu_threads": 2, "test_accuracy": 0.93,
+               "history": [{"epoch": 1, "seconds": 3.1, "train_loss": 0.5}],
+               "final_val": {"seconds": 0.2, "error_rate": 0.37}}
+    assert without_timings(metrics) == {"test_accuracy": 0.93, "history": [{"epoch": 1, "train_loss": 0.5}],
+                                        "final_val": {"error_rate": 0.37}}
