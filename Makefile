@@ -12,14 +12,6 @@ WIDGETS_VERSION := 1.0.15
 BOOKFLAGS ?=
 PYTEST_WORKERS ?= 2
 
-# The course's data mirror sits beside a checkout in class and in CI; elsewhere the data
-# are downloaded from their upstream addresses. An HW2LIB_MIRROR set by the caller wins.
-ifeq ($(origin HW2LIB_MIRROR), undefined)
-  ifneq ($(wildcard ../shared/data/README.md),)
-    export HW2LIB_MIRROR := $(abspath ../shared/data)
-  endif
-endif
-
 .PHONY: setup vendor book test test-unit test-notebooks clean reproduce reproduce-attention reproduce-rest bench bench-quick
 
 setup: $(STAMP)
@@ -67,11 +59,11 @@ reproduce: setup
 
 reproduce-attention: setup
 	$(PY) -m hw2lib seq2seq --attention yes --profile full --threads 1 --no-progress
-	$(PY) -m hw2lib.seeds seq2seq-attention cnn --seeds 43 44 --threads 1 --no-progress
+	$(PY) -m hw2lib seeds seq2seq-attention cnn --seeds 43 44 --threads 1 --no-progress
 
 reproduce-rest: setup
 	$(PY) -m hw2lib seq2seq --attention no --profile full --threads 1 --no-progress
-	$(PY) -m hw2lib.seeds seq2seq-no-attention --seeds 43 44 --threads 1 --no-progress
+	$(PY) -m hw2lib seeds seq2seq-no-attention --seeds 43 44 --threads 1 --no-progress
 	$(PY) -m hw2lib sweep --profile full --threads 1 --no-progress
 
 # Speed, as ratios against reference loops run in the same process (a few minutes on an otherwise

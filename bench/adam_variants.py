@@ -22,10 +22,11 @@ from typing import Callable
 
 import torch
 
-from hw2lib.cnn import KMNISTTask, build_model
+from hw2lib.cnn import build_model
+from hw2lib.cnn_runs import KMNISTTask
 from hw2lib.kmnist import load_kmnist
 from hw2lib.optim import LeanFusedAdam
-from hw2lib.train import to_device
+from hw2lib.utils import to_device
 
 from .cnn_speed import DEV_IMAGES, FULL, LEARNING_RATE, QUICK, SEED, SkeletonLoop
 from .common import Row, format_rate, interleaved, machine_description, prepare_environment, report, speed_row, \

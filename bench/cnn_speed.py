@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from hw2lib.cnn import KMNISTTask, build_model
-from hw2lib.cnn_runs import cnn_config
+from hw2lib.cnn import build_model
+from hw2lib.cnn_runs import KMNISTTask, cnn_config
 from hw2lib.kmnist import load_kmnist
 from hw2lib.train import train
 

@@ -15,16 +15,14 @@ from typing import Callable, Sequence
 
 import torch
 
-from hw2lib.runs import write_text_atomically
+from hw2lib.utils import write_text_atomically
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-MIRROR_DEFAULT = REPOSITORY.parent / "shared" / "data"
 
 
 def prepare_environment(threads: int | None = None) -> int:
-    """Point the data layer at the course mirror (unless set) and set torch's threads; returns them."""
-    if not os.environ.get("HW2LIB_MIRROR") and (MIRROR_DEFAULT / "README.md").is_file():
-        os.environ["HW2LIB_MIRROR"] = str(MIRROR_DEFAULT)
+    """Set torch's threads (every core by default); returns them. The data layer finds the course
+    mirror itself (hw2lib.download.mirror)."""
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     return threads

@@ -136,7 +136,7 @@ def summarise_differences(found: list[tuple[str, Any, Any]]) -> str:
 
 def same_weights(stored_run: Path, new_run: Path) -> bool | None:
     """Whether every weights file of ``stored_run`` holds exactly the tensors of ``new_run``'s (None: no weights)."""
-    from hw2lib.train import load_state_dict_file
+    from hw2lib.utils import load_state_dict_file
 
     names = [name for name in ("weights.pt", "best_weights.pt") if (stored_run / name).is_file()]
     if not names:

@@ -24,10 +24,11 @@ from torch import nn
 
 from hw2lib.chardata import PAD, CharBatch, CharMT, CharPairs
 from hw2lib.decoding import decode_split
-from hw2lib.runs import load_run, results_dir
-from hw2lib.seq2seq import Seq2Seq, TranslationTask, source_padding_mask
+from hw2lib.runs import load_run, results_dir, weights_file
+from hw2lib.seq2seq import Seq2Seq, source_padding_mask
+from hw2lib.seq2seq_runs import TranslationTask, build_seq2seq, char_mt_data, seq2seq_config
 from hw2lib.train import train
-from hw2lib.translate import BEST_WEIGHTS_NAME, build_seq2seq, char_mt_data, seq2seq_config
+from hw2lib.utils import load_state_dict_file
 
 from .common import Row, format_rate, format_seconds, interleaved, machine_description, prepare_environment, report, \
     speed_row, standard_arguments, timed
@@ -108,9 +109,9 @@ def decoding_model(data: CharMT) -> tuple[Seq2Seq, str]:
             run.load_weights(model)
             return model.eval(), f"trained weights of {path.relative_to(folder.parents[1])}"
     for path in candidates:
-        best = path / BEST_WEIGHTS_NAME
+        best = weights_file(path, best=True)
         if best.is_file():
-            model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
+            model.load_state_dict(load_state_dict_file(best))
             return model.eval(), f"best weights so far of {path.relative_to(folder.parents[1])} (run unfinished)"
     return model.eval(), "untrained weights (no stored run): every sentence runs the full 50 steps"
 

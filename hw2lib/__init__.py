@@ -1,14 +1,30 @@
 """hw2lib: the library behind hw2book, an executable companion to Deep Learning Homework 2.
 
-Modules, one per topic (each docstring names the chapter that explains it):
+One job per module; imports only point down the layers (utilities < data < models < experiments <
+plots/widgets < cli), which ``tests/test_architecture.py`` checks.
 
-* ``download``, ``kmnist``, ``chardata`` -- data (introduction)
-* ``convolution`` -- Question 1 (chapter 1)
-* ``cnn``, ``train``, ``runs`` -- Question 2 and the shared training loop (chapter 2)
-* ``seq2seq``, ``decoding``, ``metrics``, ``translate`` -- Question 3 (chapter 3)
-* ``seeds`` -- the best runs over three seeds (appendix)
-* ``plots``, ``widgets`` -- figures and interactive browsers of every chapter
-* ``cli`` -- ``python -m hw2lib``; ``sphinx_offline`` -- keeps the built book free of CDN scripts
+Utilities
+  ``utils`` -- devices, evaluation mode, parameter counts, atomic files, safe weight loading;
+  ``optim`` -- ``LeanFusedAdam``, torch's fused Adam with less Python per step;
+  ``train`` -- the one training loop and its checkpoints;
+  ``runs`` -- the results store (the only owner of a run folder's file names);
+  ``metrics`` -- error rate, BLEU, chrF, exact match.
+Data (the introduction)
+  ``download`` -- checksummed downloads and the mirror; ``kmnist`` -- Kuzushiji-MNIST;
+  ``chardata`` -- the Spanish-English character data.
+Models
+  ``convolution`` -- chapter 1: convolutions as matrices, parameter counts, self-attention;
+  ``cnn`` -- chapter 2: the CNN, its baseline and their analysis;
+  ``seq2seq`` -- chapter 3: the translator; ``decoding`` -- greedy and beam search, scoring.
+Experiments
+  ``cnn_runs`` -- chapter 2's stored runs; ``seq2seq_runs`` -- chapter 3's stored runs;
+  ``translate`` -- translating any Spanish text; ``seed_runs`` -- the appendix's seed study;
+  ``exercises`` -- checkers for a student's own code in every chapter's exercises;
+  ``web_export`` -- the stored models' weights for the book's live JavaScript panels.
+Figures and interaction
+  ``plots`` -- every figure, one section per chapter; ``widgets`` -- the notebooks' ipywidgets.
+Command line
+  ``cli`` -- ``python -m hw2lib``: every experiment as a subcommand.
 """
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""``python -m hw2lib``: the command line of :mod:`hw2lib.cli` (Chapter 2, "Reproducing the runs")."""
+"""``python -m hw2lib``: the command line of :mod:`hw2lib.cli` (chapter 2, "Reproducing the runs")."""
 
 import sys
 

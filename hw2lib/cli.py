@@ -1,10 +1,11 @@
-"""The command line, ``python -m hw2lib <command>``: train and store the book's runs.
+"""The command line, ``python -m hw2lib <command>``: train (or load) and store the book's runs.
 
 Explained in chapter 2 ("Reproducing the runs"). Commands:
 
-* ``cnn`` -- train (or load) one KMNIST configuration;
-* ``sweep`` -- every run of chapter 2, then a summary table.
-* ``seq2seq`` -- train (or load) the translators of chapter 3.
+* ``cnn`` -- one KMNIST configuration (chapter 2);
+* ``sweep`` -- every run of chapter 2, then a summary table;
+* ``seq2seq`` -- the translators of chapter 3;
+* ``seeds`` -- the appendix's runs with other seeds.
 
 Adding a command: write ``add_<name>_command(subparsers)`` that creates its subparser
 with ``subparsers.add_parser(...)`` and sets ``handler=<function(args) -> int>`` with
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 from typing import Callable, Sequence
@@ -53,15 +55,23 @@ def positive_float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {text}")
+        return value
+
+    return parse
+
+
+MAX_EPOCHS = 1000
+MAX_THREADS = 4 * (os.cpu_count() or 1)  # torch crashes on absurd thread counts; more than the cores never helps
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +79,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=("full", "quick"), default=None,
                         help="full: the homework's settings; quick: seconds (default: $HW2LIB_PROFILE or full)")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
-    parser.add_argument("--threads", type=positive_int, default=None, help=(
-        "CPU threads for torch (default: torch's own choice, every core, the fastest for one run at a time; "
+    parser.add_argument("--threads", type=whole_number(1, MAX_THREADS), default=None, help=(
+        f"CPU threads for torch, 1 to {MAX_THREADS} (default: torch's own choice, every core, the fastest for one run at a time; "
         "give 1 when two trainings share the machine, as make reproduce does, or to repeat the stored runs "
         "bit for bit: they were trained on one thread)"))
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -82,7 +92,8 @@ def add_cnn_command(subparsers) -> None:
         "Train one KMNIST configuration and store it under results/<profile>/; a stored run with the "
         "same configuration is loaded instead."))
     parser.add_argument("--lr", type=positive_float, default=5e-4, help="learning rate (default 5e-4)")
-    parser.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the profile's)")
+    parser.add_argument("--epochs", type=whole_number(1, MAX_EPOCHS), default=None,
+                        help=f"epochs, 1 to {MAX_EPOCHS} (default: the profile's)")
     parser.add_argument("--variant", choices=("auto", *VARIANTS), default="auto", help="KMNIST data variant")
     parser.add_argument("--model", choices=("cnn", "fc"), default="cnn", help="the CNN or the fully connected baseline")
     parser.add_argument("--permuted", action="store_true", help="shuffle the pixels (one fixed permutation)")
@@ -104,7 +115,7 @@ def _prepare(args: argparse.Namespace) -> dict:
     """Apply --threads and check --device; return the options every run takes."""
     import torch
 
-    from .train import choose_device
+    from .utils import choose_device
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -151,14 +162,15 @@ def add_seq2seq_command(subparsers) -> None:
         "results/<profile>/; a stored run with the same configuration is loaded instead."))
     parser.add_argument("--attention", choices=("no", "yes", "both"), default="both",
                         help="model (a) without attention, (b) with it, or both (default)")
-    parser.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the profile's)")
+    parser.add_argument("--epochs", type=whole_number(1, MAX_EPOCHS), default=None,
+                        help=f"epochs, 1 to {MAX_EPOCHS} (default: the profile's)")
     parser.add_argument("--retrain", action="store_true", help="train again even if the run is stored")
     add_common_options(parser)
     parser.set_defaults(handler=run_seq2seq_command, variant="course")
 
 
 def run_seq2seq_command(args: argparse.Namespace) -> int:
-    from .translate import get_seq2seq_run
+    from .seq2seq_runs import get_seq2seq_run
 
     options = _prepare(args)
     options.pop("variant")  # the course's files: the only data the homework's numbers refer to
@@ -170,7 +182,36 @@ def run_seq2seq_command(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable] = [add_cnn_command, add_sweep_command, add_seq2seq_command]
+def add_seeds_command(subparsers) -> None:
+    """``seeds``: the appendix's runs with other seeds."""
+    from .seed_runs import MAX_SEED, MODELS, SEEDS
+
+    parser = subparsers.add_parser("seeds", help="the appendix's runs with other seeds", description=(
+        "Train (or load) the chapters' best runs with other random seeds, one after the other, and print "
+        "each one's figures. Runs with a seed other than the chapter's keep their metrics only: their "
+        "weights are deleted once the metrics are stored."))
+    parser.add_argument("models", nargs="+", choices=MODELS, help="which runs")
+    parser.add_argument("--seeds", nargs="+", type=whole_number(0, MAX_SEED), default=list(SEEDS), help=(
+        f"seeds to train (default: {' '.join(map(str, SEEDS))})"))
+    add_common_options(parser)
+    parser.set_defaults(handler=run_seeds_command, variant=None)
+
+
+def run_seeds_command(args: argparse.Namespace) -> int:
+    from .seed_runs import MODEL_METRICS, get_seed_run
+
+    options = _prepare(args)
+    options.pop("variant")
+    for model in args.models:
+        for seed in args.seeds:
+            run = get_seed_run(model, seed, **options)
+            _, keys, _, _ = MODEL_METRICS[model]
+            figures = ", ".join(f"{key} {run.metrics[key]:.4f}" for key in keys)
+            print(f"{model} seed {seed}: {figures} ({run.metrics['wall_seconds']:.0f} s) -> {run.path}", flush=True)
+    return 0
+
+
+COMMANDS: list[Callable] = [add_cnn_command, add_sweep_command, add_seq2seq_command, add_seeds_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,23 +1,19 @@
-"""Question 2: the homework's CNN, a fully connected baseline, and the KMNIST training task.
+"""Question 2's networks and what chapter 2 measures on them.
 
-Explained in chapter 2. :class:`CNN` is the network of Q2.4; :class:`FullyConnected`
-is the baseline of the Q2.3 experiment (at least as many parameters, no spatial
-structure); :class:`KMNISTTask` feeds in-memory tensors to :func:`hw2lib.train.train`;
-the remaining functions analyse a trained network (accuracy, confusion matrix,
-misclassified examples, activation maps).
+:class:`CNN` is the network of Q2.4; :class:`FullyConnected` the baseline of the Q2.3 experiment (as
+many parameters, no spatial structure). The other functions analyse a network: predictions,
+accuracy, confusion matrix, activation maps, dead units, parameters per layer. The experiments that
+train them are in :mod:`hw2lib.cnn_runs`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .kmnist import KMNIST
-from .train import model_device
+from .utils import count_parameters, evaluation_mode, model_device
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
@@ -25,7 +21,7 @@ PERMUTATION_SEED = 1234  # the fixed pixel shuffle of the Q2.3 experiment
 
 
 class CNN(nn.Module):
-    """The network of Q2.4 (Chapter 2): two conv/ReLU/max-pool blocks, three linear layers.
+    """The network of Q2.4 (chapter 2): two conv/ReLU/max-pool blocks, three linear layers.
 
     conv(1->8, 5x5, pad 2) -> ReLU -> pool 2 -> conv(8->16, 3x3) -> ReLU -> pool 2 ->
     linear(576->600) -> ReLU -> dropout -> linear(600->120) -> ReLU -> linear(120->10) ->
@@ -51,7 +47,7 @@ class CNN(nn.Module):
 
 
 class FullyConnected(nn.Module):
-    """The Q2.3 baseline (Chapter 2): the CNN's two conv blocks replaced by one linear layer.
+    """The Q2.3 baseline (chapter 2): the CNN's two conv blocks replaced by one linear layer.
 
     flatten -> linear(784->hidden) -> ReLU -> dropout -> linear(hidden->120) -> ReLU ->
     linear(120->10) -> LogSoftmax. With the default ``hidden=464`` it has 421,250
@@ -77,30 +73,25 @@ MODELS = {"cnn": CNN, "fc": FullyConnected}
 
 
 def build_model(name: str, dropout: float = 0.3) -> nn.Module:
-    """A fresh ``"cnn"`` or ``"fc"`` network (Chapter 2); seed torch before calling for a repeatable start."""
+    """A fresh ``"cnn"`` or ``"fc"`` network (chapter 2); seed torch before calling for a repeatable start."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return MODELS[name](dropout=dropout)
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters (Chapter 2)."""
-    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
-
-
 def pixel_permutation(seed: int = PERMUTATION_SEED) -> torch.Tensor:
-    """A fixed, seeded shuffle of the 784 pixel positions (Chapter 2, Q2.3)."""
+    """A fixed, seeded shuffle of the 784 pixel positions (chapter 2, Q2.3)."""
     return torch.randperm(IMAGE_SIZE * IMAGE_SIZE, generator=torch.Generator().manual_seed(seed))
 
 
 def permute_images(images: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
-    """``images`` (N, 1, 28, 28) with their pixels moved by ``permutation`` (Chapter 2, Q2.3)."""
+    """``images`` (N, 1, 28, 28) with their pixels moved by ``permutation`` (chapter 2, Q2.3)."""
     flat = images.reshape(len(images), -1)
     return flat[:, permutation].reshape(images.shape).contiguous()
 
 
 def permute_pixels(data: KMNIST, seed: int = PERMUTATION_SEED) -> KMNIST:
-    """``data`` with the same pixel shuffle applied to every image of every split (Chapter 2, Q2.3).
+    """``data`` with the same pixel shuffle applied to every image of every split (chapter 2, Q2.3).
 
     The variant name stays the same (it names where the images come from); the
     description says that the pixels are permuted.
@@ -110,81 +101,24 @@ def permute_pixels(data: KMNIST, seed: int = PERMUTATION_SEED) -> KMNIST:
     return KMNIST(variant=data.variant, description=f"{data.description}; pixels permuted (seed {seed})", splits=splits)
 
 
-@dataclass
-class KMNISTTask:
-    """Image classification on in-memory tensors, for :func:`hw2lib.train.train` (Chapter 2).
-
-    Every epoch shuffles the training set with a permutation drawn from the generator
-    and slices it into batches (no per-item DataLoader: indexing a tensor is far cheaper;
-    the shuffled copy costs one training set's memory during the epoch). The dev set is
-    evaluated in one batch. ``channels_last`` stores the images in the memory layout
-    that oneDNN's convolutions prefer on CPU.
-    """
-
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    dev_images: torch.Tensor
-    dev_labels: torch.Tensor
-    batch_size: int = 8
-    channels_last: bool = False
-    _dev_cache: dict = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if len(self.train_images) != len(self.train_labels) or len(self.dev_images) != len(self.dev_labels):
-            raise ValueError("images and labels differ in length")
-        if self.channels_last:
-            self.train_images = self.train_images.contiguous(memory_format=torch.channels_last)
-            self.dev_images = self.dev_images.contiguous(memory_format=torch.channels_last)
-
-    def training_batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.train_labels), generator=generator)
-        # One gather per epoch, then every batch is a view: the same batches as gathering each one,
-        # without two small copies per step (at batch size 8 a step is only about 2 ms).
-        images, labels = self.train_images[order], self.train_labels[order]
-        for start in range(0, len(order), self.batch_size):
-            yield images[start:start + self.batch_size], labels[start:start + self.batch_size]
-
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        return -(-len(self.train_labels) // self.batch_size)
-
-    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        images, labels = batch
-        return F.nll_loss(model(images), labels)
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        device = model_device(model)
-        if device not in self._dev_cache:  # copy the dev set to the device once, not every epoch
-            self._dev_cache = {device: (self.dev_images.to(device), self.dev_labels.to(device))}
-        images, labels = self._dev_cache[device]
-        log_probabilities = model(images)
-        return {"dev_loss": F.nll_loss(log_probabilities, labels).item(),
-                "dev_accuracy": (log_probabilities.argmax(dim=1) == labels).float().mean().item()}
-
-
-@torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Predicted classes (N,) of ``images`` in eval mode, on the model's device (Chapter 2)."""
-    was_training = model.training
-    model.eval()
+    """Predicted classes (N,) of ``images``, in eval mode on the model's device (chapter 2)."""
     device = model_device(model)
-    predictions = [model(images[start:start + batch_size].to(device)).argmax(dim=1).cpu()
-                   for start in range(0, len(images), batch_size)]
-    model.train(was_training)
+    with evaluation_mode(model):
+        predictions = [model(images[start:start + batch_size].to(device)).argmax(dim=1).cpu()
+                       for start in range(0, len(images), batch_size)]
     return torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.long)
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of ``images`` whose predicted class is their label (Chapter 2)."""
+    """Fraction of ``images`` whose predicted class is their label (chapter 2)."""
     if len(labels) == 0:
         raise ValueError("accuracy of an empty set is undefined")
     return (predict(model, images) == labels.cpu()).float().mean().item()
 
 
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
-    """Counts (num_classes, num_classes): row = true class, column = predicted class (Chapter 2)."""
+    """Counts (num_classes, num_classes): row = true class, column = predicted class (chapter 2)."""
     if labels.shape != predictions.shape:
         raise ValueError(f"labels {tuple(labels.shape)} and predictions {tuple(predictions.shape)} differ in shape")
     pairs = labels.long() * num_classes + predictions.long()
@@ -192,13 +126,12 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classe
 
 
 def misclassified(labels: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
-    """Indices of the examples whose prediction is wrong, in order (Chapter 2)."""
+    """Indices of the examples whose prediction is wrong, in order (chapter 2)."""
     return torch.nonzero(labels != predictions).flatten()
 
 
-@torch.no_grad()
 def activation_maps(model: CNN, image: torch.Tensor, layer: str = "conv1", after_relu: bool = False) -> torch.Tensor:
-    """The feature maps of ``layer`` ("conv1" or "conv2") for one image (Chapter 2, Q2.5).
+    """The feature maps of ``layer`` ("conv1" or "conv2") for one image (chapter 2, Q2.5).
 
     ``image`` is (1, 28, 28) or (28, 28). By default the maps are the convolution's
     output before the ReLU, as the course skeleton's forward hook on ``conv1`` recorded
@@ -209,20 +142,17 @@ def activation_maps(model: CNN, image: torch.Tensor, layer: str = "conv1", after
         raise ValueError(f"unknown layer {layer!r}; choose conv1 or conv2")
     recorded: dict[str, torch.Tensor] = {}
     hook = getattr(model, layer).register_forward_hook(lambda module, inputs, output: recorded.update(maps=output))
-    was_training = model.training
-    model.eval()
     try:
-        model(image.reshape(1, 1, IMAGE_SIZE, IMAGE_SIZE).to(model_device(model)))
+        with evaluation_mode(model):
+            model(image.reshape(1, 1, IMAGE_SIZE, IMAGE_SIZE).to(model_device(model)))
     finally:
         hook.remove()
-        model.train(was_training)
     maps = recorded["maps"][0].cpu()
     return F.relu(maps) if after_relu else maps
 
 
-@torch.no_grad()
 def dead_units(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
-    """For each layer followed by a ReLU, the fraction of its units that output zero for every image (Chapter 2).
+    """For each layer followed by a ReLU, the fraction of its units that output zero for every image (chapter 2).
 
     A unit of a linear layer is one output feature; a unit of a convolution is one
     channel (dead when it is zero at every position). A dead unit passes no gradient,
@@ -238,14 +168,12 @@ def dead_units(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
         return record
 
     hooks = [getattr(model, name).register_forward_hook(recorder(name)) for name in layers]
-    was_training = model.training
-    model.eval()
     try:
-        model(images.to(model_device(model)))
+        with evaluation_mode(model):
+            model(images.to(model_device(model)))
     finally:
         for hook in hooks:
             hook.remove()
-        model.train(was_training)
     return {name: 1.0 - alive[name].float().mean().item() for name in layers}
 
 

@@ -346,23 +346,3 @@ def symbolic_matrix(input_shape: IntPair, kernel_shape: IntPair) -> list[list[st
         labels = [kernel_index_at(row, col, input_shape, kernel_shape) for col in range(height * width)]
         rows.append(["." if label is None else f"k{label[0]}{label[1]}" for label in labels])
     return rows
-
-
-def draw_conv_matrix(ax, matrix: torch.Tensor, block_shape: IntPair, title: str, output_width: str = "W'") -> None:
-    """Heatmap of a convolution matrix on ``ax`` with its block boundaries drawn; zeros stay white
-    (chapter 1). ``block_shape`` is ``(W', W)`` for the valid **M**, ``(W, W)`` for the circulant one,
-    whose rows are numbered ``a W + b`` (``output_width="W"``)."""
-    matrix = _check_matrix(matrix).detach().float()
-    rows_per_block, cols_per_block = _pair(block_shape, "block shape")
-    masked = torch.where(matrix == 0, torch.nan, matrix)
-    image = ax.imshow(masked.numpy(), cmap="viridis", interpolation="nearest")
-    for row in range(rows_per_block, matrix.shape[0], rows_per_block):
-        ax.axhline(row - 0.5, color="crimson", linewidth=1.2)
-    for col in range(cols_per_block, matrix.shape[1], cols_per_block):
-        ax.axvline(col - 0.5, color="crimson", linewidth=1.2)
-    ax.set_xticks(range(0, matrix.shape[1], cols_per_block))
-    ax.set_yticks(range(0, matrix.shape[0], rows_per_block))
-    ax.set_xlabel("column j = c W + d (input pixel)")
-    ax.set_ylabel(f"row i = a {output_width} + b (output pixel)")
-    ax.set_title(title)
-    ax.figure.colorbar(image, ax=ax, shrink=0.8, label="kernel value")

@@ -9,21 +9,17 @@ the model's previous mode afterwards.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from .chardata import EOS, PAD, SOS, CharPairs, Vocabulary, collate_pairs
 from .metrics import translation_scores
-from .train import model_device
-
-if TYPE_CHECKING:  # seq2seq imports this module for its training task
-    from .seq2seq import Seq2Seq
+from .seq2seq import Seq2Seq
+from .utils import evaluation_mode, model_device
 
 MAX_DECODING_STEPS = 50  # the course's limit: stop at EOS or after 50 characters
 
@@ -41,18 +37,6 @@ class Hypothesis:
     @property
     def finished(self) -> bool:
         return bool(self.tokens) and self.tokens[-1] == EOS
-
-
-@contextmanager
-def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Switch off dropout and gradients; put the model back in its previous mode afterwards (chapter 3)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _cut_at_eos(row: Sequence[int]) -> list[int]:
@@ -108,99 +92,122 @@ def greedy_decode(model: Seq2Seq, source: torch.Tensor, source_lengths: torch.Te
     return hypotheses
 
 
+class _Beams:
+    """The state of a batched beam search: for B sentences x k entries, the total log-probabilities,
+    which entries are finished, their lengths, their tokens and (optionally) attention so far, and
+    the answer recorded for each sentence the step it is done."""
+
+    def __init__(self, batch: int, k: int, max_length: int, device: torch.device) -> None:
+        self.batch, self.k = batch, k
+        self.scores = torch.full((batch, k), float("-inf"), device=device)
+        self.scores[:, 0] = 0.0  # start from one entry; the others would only duplicate it
+        self.finished = torch.zeros(batch, k, dtype=torch.bool, device=device)
+        self.lengths = torch.zeros(batch, k, dtype=torch.long, device=device)
+        self.tokens = torch.empty(batch, k, 0, dtype=torch.long, device=device)
+        self.attention: torch.Tensor | None = None
+        self.row_offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)
+        # A sentence's answer is taken the step it is done: later steps only shuffle ties.
+        self.chosen_tokens = torch.full((batch, max_length), PAD, dtype=torch.long, device=device)
+        self.chosen_scores = torch.zeros(batch, device=device)
+        self.chosen_attention: torch.Tensor | None = None
+        self.recorded = torch.zeros(batch, dtype=torch.bool, device=device)
+
+    def extend(self, log_probs: torch.Tensor, carry: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep the best k of every entry's continuations (a finished entry's only one is itself,
+        ``carry``); return each new entry's parent index and last token, both (B, k)."""
+        vocab_size = log_probs.shape[-1]
+        log_probs = torch.where(self.finished.unsqueeze(-1), carry, log_probs)
+        candidates = (self.scores.unsqueeze(-1) + log_probs).view(self.batch, self.k * vocab_size)
+        self.scores, flat_index = candidates.topk(self.k, dim=-1)
+        parent, token = flat_index // vocab_size, flat_index % vocab_size
+        parent_finished = self.finished.gather(1, parent)
+        self.lengths = self.lengths.gather(1, parent) + (~parent_finished).long()
+        # An entry at -inf (fewer real candidates than beams, early on) counts as finished: it is dead.
+        self.finished = parent_finished | (token == EOS) | torch.isinf(self.scores)
+        self.tokens = torch.cat([self.tokens.gather(1, parent.unsqueeze(-1).expand_as(self.tokens)),
+                                 token.unsqueeze(-1)], dim=-1)
+        return parent, token
+
+    def flat_rows(self, parent: torch.Tensor) -> torch.Tensor:
+        """Rows of the (B * k)-sized decoder state that the new entries continue."""
+        return (self.row_offsets + parent).view(-1)
+
+    def extend_attention(self, attention: torch.Tensor, parent: torch.Tensor, max_length: int) -> None:
+        attention = attention.view(self.batch, self.k, 1, -1)
+        step = attention.gather(1, parent.view(self.batch, self.k, 1, 1).expand_as(attention))
+        if self.attention is None:
+            self.attention = step
+            self.chosen_attention = torch.zeros(self.batch, max_length, attention.shape[-1], device=step.device)
+        else:
+            earlier = self.attention.gather(1, parent.view(self.batch, self.k, 1, 1).expand_as(self.attention))
+            self.attention = torch.cat([earlier, step], dim=2)
+
+    def record_done(self, step: int, last_step: bool, length_normalisation: float) -> None:
+        """Record the answer of every sentence that is done at this step (or at the last step)."""
+        done = self.finished.all(dim=1) if length_normalisation > 0 else self.finished[:, 0]
+        newly = (done | last_step) & ~self.recorded
+        if not bool(newly.any()):
+            return
+        if length_normalisation > 0:
+            best = (self.scores / self.lengths.clamp(min=1).float() ** length_normalisation).argmax(dim=1)
+        else:
+            best = torch.zeros(self.batch, dtype=torch.long, device=self.scores.device)  # topk keeps it sorted
+        sentences = newly.nonzero().squeeze(1)
+        self.chosen_tokens[sentences, : step + 1] = self.tokens[sentences, best[sentences]]
+        self.chosen_scores[sentences] = self.scores[sentences, best[sentences]]
+        if self.chosen_attention is not None:
+            self.chosen_attention[sentences, : step + 1] = self.attention[sentences, best[sentences]]
+        self.recorded |= newly
+
+    def hypotheses(self, source_lengths: torch.Tensor) -> list[Hypothesis]:
+        rows, scores = self.chosen_tokens.tolist(), self.chosen_scores.tolist()
+        attention = None if self.chosen_attention is None else self.chosen_attention.cpu().numpy()
+        hypotheses = []
+        for row in range(self.batch):
+            tokens = _cut_at_eos(rows[row])
+            kept = None if attention is None else attention[row, : len(tokens), : int(source_lengths[row])]
+            hypotheses.append(Hypothesis(tokens, scores[row], kept))
+        return hypotheses
+
+
 def beam_search(model: Seq2Seq, source: torch.Tensor, source_lengths: torch.Tensor, *, beam_size: int,
                 max_length: int = MAX_DECODING_STEPS, length_normalisation: float = 0.0,
                 keep_attention: bool = False) -> list[Hypothesis]:
-    """Batched beam search (chapter 3): all sentences x ``beam_size`` beams in one tensor.
+    """Batched beam search (chapter 3, question (c)): all sentences x ``beam_size`` entries in one tensor.
 
-    The beam holds ``beam_size`` entries, finished or not; a finished entry stays as it is
-    (score unchanged), an unfinished one is extended by every character, and the best
-    ``beam_size`` candidates by total log-probability form the next beam.
-
-    Without length normalisation a sentence is done when its best entry is finished (no
-    unfinished entry can overtake it, since log-probabilities only fall), and the best entry
-    is returned; beam size 1 is then exactly greedy decoding. With ``length_normalisation``
-    alpha > 0 the search runs until all entries are finished (or ``max_length``), and the entry
-    with the highest log-probability / length**alpha is returned (length counts the EOS).
+    A finished entry stays as it is (score unchanged), an unfinished one is extended by every
+    character, and the best ``beam_size`` candidates by total log-probability form the next beam.
+    Without length normalisation a sentence is done when its best entry is finished (log-probabilities
+    only fall, so nothing can overtake it): beam size 1 is then exactly greedy decoding. With
+    ``length_normalisation`` alpha > 0 the search runs until every entry is finished and returns the
+    highest log-probability / length**alpha (the length counts the EOS).
     """
     _check_max_length(max_length)
-    vocab_size = model.generator.out_features
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
     if length_normalisation < 0:
         raise ValueError(f"length_normalisation must be >= 0, got {length_normalisation}")
     device = model_device(model)
-    batch, k = source.shape[0], beam_size
+    vocab_size = model.generator.out_features
     with evaluation_mode(model):
-        encoded = model.encode(source.to(device), source_lengths).repeat_each(k)
-        state = encoded.state
-        scores = torch.full((batch, k), float("-inf"), device=device)
-        scores[:, 0] = 0.0  # start from one entry; the others would only duplicate it
-        finished = torch.zeros(batch, k, dtype=torch.bool, device=device)
-        lengths = torch.zeros(batch, k, dtype=torch.long, device=device)
-        history = torch.empty(batch, k, 0, dtype=torch.long, device=device)
-        attention_history = None
-        previous = torch.full((batch * k,), SOS, dtype=torch.long, device=device)
+        encoded = model.encode(source.to(device), source_lengths).repeat_each(beam_size)
+        beams = _Beams(source.shape[0], beam_size, max_length, device)
         carry = torch.full((vocab_size,), float("-inf"), device=device)
         carry[PAD] = 0.0  # a finished entry's only continuation: itself, unchanged
-        row_offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)
-        # A sentence's answer is taken the step it is done: later steps only shuffle ties.
-        chosen_tokens = torch.full((batch, max_length), PAD, dtype=torch.long, device=device)
-        chosen_scores = torch.zeros(batch, device=device)
-        chosen_attention = None
-        recorded = torch.zeros(batch, dtype=torch.bool, device=device)
+        state = encoded.state
+        previous = torch.full((source.shape[0] * beam_size,), SOS, dtype=torch.long, device=device)
         for step in range(max_length):
             log_probs, state, attention = model.step(previous, state, encoded)
-            log_probs = log_probs.view(batch, k, vocab_size)
-            log_probs = torch.where(finished.unsqueeze(-1), carry, log_probs)
-            candidates = (scores.unsqueeze(-1) + log_probs).view(batch, k * vocab_size)
-            scores, flat_index = candidates.topk(k, dim=-1)
-            parent, token = flat_index // vocab_size, flat_index % vocab_size
-            parent_finished = finished.gather(1, parent)
-            lengths = lengths.gather(1, parent) + (~parent_finished).long()
-            # An entry at -inf (fewer real candidates than beams, early on) counts as finished: it is dead.
-            finished = parent_finished | (token == EOS) | torch.isinf(scores)
-            history = torch.cat([history.gather(1, parent.unsqueeze(-1).expand_as(history)),
-                                 token.unsqueeze(-1)], dim=-1)
-            rows = (row_offsets + parent).view(-1)
+            parent, token = beams.extend(log_probs.view(source.shape[0], beam_size, vocab_size), carry)
+            rows = beams.flat_rows(parent)
             state = (state[0][:, rows], state[1][:, rows])
             if keep_attention and attention is not None:
-                attention = attention.view(batch, k, 1, -1)
-                step_attention = attention.gather(1, parent.view(batch, k, 1, 1).expand_as(attention))
-                if attention_history is None:
-                    attention_history = step_attention
-                    chosen_attention = torch.zeros(batch, max_length, attention.shape[-1], device=device)
-                else:
-                    earlier = attention_history.gather(1, parent.view(batch, k, 1, 1).expand_as(attention_history))
-                    attention_history = torch.cat([earlier, step_attention], dim=2)
+                beams.extend_attention(attention, parent, max_length)
             previous = token.view(-1)
-            done = finished.all(dim=1) if length_normalisation > 0 else finished[:, 0]
-            last_step = step == max_length - 1
-            newly = (done | last_step) & ~recorded
-            if bool(newly.any()):
-                if length_normalisation > 0:
-                    best = (scores / lengths.clamp(min=1).float() ** length_normalisation).argmax(dim=1)
-                else:
-                    best = torch.zeros(batch, dtype=torch.long, device=device)  # topk keeps the beam sorted
-                sentences = newly.nonzero().squeeze(1)
-                chosen_tokens[sentences, : step + 1] = history[sentences, best[sentences]]
-                chosen_scores[sentences] = scores[sentences, best[sentences]]
-                if chosen_attention is not None:
-                    chosen_attention[sentences, : step + 1] = attention_history[sentences, best[sentences]]
-                recorded |= newly
-            if bool(recorded.all()):
+            beams.record_done(step, step == max_length - 1, length_normalisation)
+            if bool(beams.recorded.all()):
                 break
-        best_rows = chosen_tokens.tolist()
-        best_scores = chosen_scores.tolist()
-        best_attention = None if chosen_attention is None else chosen_attention.cpu().numpy()
-    hypotheses = []
-    for row in range(batch):
-        tokens = _cut_at_eos(best_rows[row])
-        attention = None
-        if best_attention is not None:
-            attention = best_attention[row, : len(tokens), : int(source_lengths[row])]
-        hypotheses.append(Hypothesis(tokens, best_scores[row], attention))
-    return hypotheses
+        return beams.hypotheses(source_lengths)
 
 
 def sequence_log_probability(model: Seq2Seq, source: torch.Tensor, source_lengths: torch.Tensor,
@@ -287,3 +294,15 @@ def compare_decoders(model: Seq2Seq, pairs: CharPairs, target_vocab: Vocabulary,
                      "more_probable_than_greedy": float(((differences > 1e-4) & ~same).mean()),
                      "less_probable_than_greedy": float(((differences < -1e-4) & ~same).mean())})
     return rows
+
+
+def monotonic_fraction(hypothesis: Hypothesis) -> float:
+    """Fraction of consecutive output characters whose attention peak does not move left in the source
+    (chapter 3); 1.0 is a perfectly monotonic alignment. The EOS step is left out."""
+    if hypothesis.attention is None:
+        raise ValueError("the hypothesis has no attention; decode with keep_attention=True and an attention model")
+    rows = hypothesis.attention[:-1] if hypothesis.finished else hypothesis.attention
+    peaks = np.asarray(rows).argmax(axis=1)
+    if len(peaks) < 2:
+        return 1.0
+    return float(np.mean(np.diff(peaks) >= 0))

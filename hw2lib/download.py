@@ -8,6 +8,8 @@ Environment variables:
 
 * ``HW2LIB_MIRROR`` -- a folder or a base URL that replaces every upstream base address.
   A file is looked up there as ``<mirror>/<dataset>/<name>`` (the layout of the course mirror).
+  Unset, the course's ``../shared/data`` beside a source checkout is used when it exists; set but
+  empty (or "off"), no mirror is used.
 * ``HW2LIB_CACHE`` -- the cache folder (default: ``$XDG_CACHE_HOME/hw2lib`` or ``~/.cache/hw2lib``).
 """
 
@@ -16,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from .utils import atomic_write
 
 MIRROR_VARIABLE = "HW2LIB_MIRROR"
 CACHE_VARIABLE = "HW2LIB_CACHE"
@@ -55,10 +58,23 @@ def cache_dir() -> Path:
     return Path(root) / "hw2lib"
 
 
+# In class and in CI the course's data folder sits beside a checkout of the book, as ../shared/data.
+_CHECKOUT = Path(__file__).resolve().parents[1]
+COURSE_MIRROR = _CHECKOUT.parent / "shared" / "data"
+NO_MIRROR = ("", "off", "none")
+
+
 def mirror() -> str | None:
-    """The mirror set in ``HW2LIB_MIRROR`` (a folder path or a URL), or None."""
-    value = os.environ.get(MIRROR_VARIABLE, "").strip()
-    return value or None
+    """Where data files are read instead of their upstream addresses, or None.
+
+    ``HW2LIB_MIRROR`` when it is set (a folder or a base URL; set but empty, or "off": no mirror, as on
+    a student's laptop); unset, the course's data folder beside a source checkout when it exists.
+    """
+    if MIRROR_VARIABLE in os.environ:
+        value = os.environ[MIRROR_VARIABLE].strip()
+        return None if value.lower() in NO_MIRROR else value
+    beside_checkout = (_CHECKOUT / "pyproject.toml").is_file() and (COURSE_MIRROR / "README.md").is_file()
+    return str(COURSE_MIRROR) if beside_checkout else None
 
 
 def sha256_of(path: Path) -> str:
@@ -99,8 +115,11 @@ def _copy_into(source: str, handle, remote: RemoteFile) -> None:
                 f"({MIRROR_VARIABLE}={mirror()}). Unset {MIRROR_VARIABLE} to download it from "
                 f"{remote.url or 'its upstream address'}, or add the file to the mirror."
             )
-        with open(path, "rb") as source_handle:
-            shutil.copyfileobj(source_handle, handle, _CHUNK)
+        try:
+            with open(path, "rb") as source_handle:
+                shutil.copyfileobj(source_handle, handle, _CHUNK)
+        except OSError as error:
+            raise DataError(f"{label} cannot be read from the mirror file {path} ({error.strerror or error})") from error
         return
     try:
         with urllib.request.urlopen(source, timeout=60) as response:
@@ -141,28 +160,21 @@ def fetch(remote: RemoteFile, *, refresh: bool = False) -> Path:
             return target
         # A damaged cached copy: fetch it again below rather than fail.
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=folder, prefix=f".{remote.name}.", suffix=".part", delete=False)
-    except OSError as error:
+        with atomic_write(target) as handle:
+            _copy_into(_source_of(remote), handle, remote)
+            handle.flush()
+            got = sha256_of(Path(handle.name))
+            if got != remote.sha256:
+                raise DataError(
+                    f"{remote.dataset}/{remote.name}: checksum mismatch (sha256 expected {remote.sha256}, "
+                    f"got {got}). The source ({_source_of(remote)}) holds a different or damaged file; "
+                    f"replace it or point {MIRROR_VARIABLE} at a correct copy."
+                )
+    except OSError as error:  # the source side raises DataError: an OSError here is the cache's
         raise DataError(
-            f"cannot write the data cache folder {folder} ({error.strerror}); "
+            f"cannot write the data cache folder {folder} ({error.strerror or error}); "
             f"set {CACHE_VARIABLE} to a writable folder"
         ) from error
-    temporary = Path(handle.name)
-    try:
-        with handle:
-            _copy_into(_source_of(remote), handle, remote)
-        got = sha256_of(temporary)
-        if got != remote.sha256:
-            raise DataError(
-                f"{remote.dataset}/{remote.name}: checksum mismatch (sha256 expected {remote.sha256}, "
-                f"got {got}). The source ({_source_of(remote)}) holds a different or damaged file; "
-                f"replace it or point {MIRROR_VARIABLE} at a correct copy."
-            )
-        os.replace(temporary, target)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
     return target
 
 

@@ -1,8 +1,7 @@
-"""Figures of the book: generic helpers (learning curves, image grids) and chapter 2's CNN plots.
+"""Every figure of the book, one section per chapter, and the Markdown tables the chapters display.
 
-Every function returns the matplotlib Figure it drew, so a notebook cell can show it
-and a test can inspect it. Images are drawn with white background and dark ink
-(``gray_r``), as the characters were written.
+Every function returns the matplotlib Figure it drew, so a notebook cell can show it and a test can
+inspect it. Images of characters are drawn with dark ink on white (``gray_r``), as they were written.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .kmnist import CLASS_CHARACTERS, CLASS_ROMAJI
+from .seed_runs import MODEL_METRICS
+from .translate import Translation
 
 # ---------------------------------------------------------------- generic helpers
 
@@ -77,6 +78,31 @@ def plot_image_grid(images, titles: Sequence[str] | None = None, *, columns: int
         figure.suptitle(suptitle)
     figure.tight_layout()
     return figure
+
+
+# ---------------------------------------------------------------- chapter 1: convolutions
+
+
+def draw_conv_matrix(ax, matrix: torch.Tensor, block_shape: tuple[int, int], title: str, output_width: str = "W'") -> None:
+    """Heatmap of a convolution matrix on ``ax`` with its block boundaries drawn; zeros stay white
+    (chapter 1). ``block_shape`` is ``(W', W)`` for the valid **M**, ``(W, W)`` for the circulant one,
+    whose rows are numbered ``a W + b`` (``output_width="W"``)."""
+    if matrix.dim() != 2:
+        raise ValueError(f"expected a matrix, got a tensor of shape {tuple(matrix.shape)}")
+    matrix = matrix.detach().float()
+    rows_per_block, cols_per_block = (int(size) for size in block_shape)
+    masked = torch.where(matrix == 0, torch.nan, matrix)
+    image = ax.imshow(masked.numpy(), cmap="viridis", interpolation="nearest")
+    for row in range(rows_per_block, matrix.shape[0], rows_per_block):
+        ax.axhline(row - 0.5, color="crimson", linewidth=1.2)
+    for col in range(cols_per_block, matrix.shape[1], cols_per_block):
+        ax.axvline(col - 0.5, color="crimson", linewidth=1.2)
+    ax.set_xticks(range(0, matrix.shape[1], cols_per_block))
+    ax.set_yticks(range(0, matrix.shape[0], rows_per_block))
+    ax.set_xlabel("column j = c W + d (input pixel)")
+    ax.set_ylabel(f"row i = a {output_width} + b (output pixel)")
+    ax.set_title(title)
+    ax.figure.colorbar(image, ax=ax, shrink=0.8, label="kernel value")
 
 
 # ---------------------------------------------------------------- chapter 2: the CNN
@@ -201,6 +227,109 @@ def plot_accuracy_bars(results: Mapping[tuple[str, str], float], *, title: str =
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return figure
+
+
+# ---------------------------------------------------------------- chapter 3: translation
+
+
+def _shown(symbol: str) -> str:
+    return {" ": "\u2423", "<eos>": "\u2039eos\u203a"}.get(symbol, symbol)  # a visible space, a short EOS
+
+
+def plot_attention(translation: Translation, *, axis=None, title: str | None = None):
+    """Heatmap of a translation's attention: output characters down, source characters across
+    (chapter 3). Spaces show as a visible space sign. Returns the Figure."""
+    if translation.attention is None:
+        raise ValueError("this translation has no attention (the model without attention, or nothing to translate)")
+    if axis is None:
+        rows, columns = translation.attention.shape
+        _, axis = plt.subplots(figsize=(1.2 + 0.3 * columns, 1.2 + 0.3 * rows))
+    axis.imshow(translation.attention, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto")
+    axis.set_xticks(range(len(translation.source_symbols)), [_shown(s) for s in translation.source_symbols])
+    axis.set_yticks(range(len(translation.target_symbols)), [_shown(s) for s in translation.target_symbols])
+    axis.tick_params(axis="x", top=True, labeltop=True, bottom=False, labelbottom=False)
+    axis.set_title(title if title is not None else f"{translation.normalised.strip()} \u2192 {translation.translation}",
+                   fontsize=9)
+    return axis.figure
+
+
+def plot_attention_grid(translations: list[Translation], *, columns: int = 3, titles: list[str] | None = None):
+    """Several attention heatmaps side by side (chapter 3). Returns the Figure."""
+    if not translations:
+        raise ValueError("no translations to plot")
+    rows = -(-len(translations) // columns)
+    width = max(t.attention.shape[1] for t in translations if t.attention is not None)
+    height = max(t.attention.shape[0] for t in translations if t.attention is not None)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * (1.0 + 0.26 * width), rows * (1.3 + 0.26 * height)),
+                                squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        if index < len(translations):
+            plot_attention(translations[index], axis=axis, title=None if titles is None else titles[index])
+        else:
+            axis.axis("off")
+    figure.tight_layout()
+    return figure
+
+
+def plot_decoder_comparison(comparisons: dict[str, list[dict]], *, metric: str = "error_rate"):
+    """Question (c) at a glance (chapter 3): ``metric`` and decoding time against the beam size, one
+    line per entry of ``comparisons`` (label -> rows of :func:`hw2lib.decoding.compare_decoders`);
+    greedy decoding is the star at beam size 1. Returns the Figure."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.6))
+    for label, rows in comparisons.items():
+        beams = [row for row in rows if row["decoder"].startswith("beam") and row["length_normalisation"] == 0]
+        greedy = next(row for row in rows if row["decoder"] == "greedy")
+        for axis, key in ((left, metric), (right, "seconds")):
+            line, = axis.plot([row["beam_size"] for row in beams], [row[key] for row in beams], marker="o", label=label)
+            axis.plot([1], [greedy[key]], marker="*", markersize=12, color=line.get_color(), linestyle="none")
+    left.set_ylabel(metric.replace("_", " "))
+    right.set_ylabel("decoding time of the split (s)")
+    for axis in (left, right):
+        axis.set_xlabel("beam size (star: greedy)")
+        axis.set_xscale("log")
+        axis.set_xticks([1, 3, 5, 10], ["1", "3", "5", "10"])
+        axis.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+# ---------------------------------------------------------------- appendix: seeds
+
+
+def plot_seed_spread(rows: list[dict]):
+    """Each seed's figure as a dot, the mean +- std as a bar, the published range as a grey band,
+    one panel per model (Appendix, "How repeatable are these numbers?"). Returns the Figure."""
+    if not rows:
+        raise ValueError("no rows to plot")
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    figure, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.2), squeeze=False)
+    for axis, model in zip(axes[0], models):
+        model_rows = [row for row in rows if row["model"] == model]
+        for position, row in enumerate(model_rows):
+            axis.axhspan(row["reference_low"], row["reference_high"], xmin=(position + 0.1) / len(model_rows),
+                         xmax=(position + 0.9) / len(model_rows), color="0.85", zorder=0,
+                         label="published range" if position == 0 else None)
+            axis.errorbar([position], [row["mean"]], yerr=[row["std"]], fmt="s", color="C0", capsize=6,
+                          label="mean ± std" if position == 0 else None)
+            count = len(row["values"])
+            offsets = [position - 0.12 * (count - index) for index in range(count)]  # left of the mean bar
+            axis.scatter(offsets, row["values"], color="C1", s=18, zorder=3, label="one seed" if position == 0 else None)
+            if row["chapter_value"] is not None:
+                axis.scatter([position + 0.2], [row["chapter_value"]], marker="*", s=80, color="C3", zorder=4,
+                             label=f"seed {row['chapter_seed']} (chapter)" if position == 0 else None)
+        axis.set_xticks(range(len(model_rows)), [row["metric"] for row in model_rows])
+        axis.set_xlim(-0.5, len(model_rows) - 0.5)
+        axis.set_title(model_rows[0]["label"], fontsize=10)
+        _, _, kind, higher_is_better = MODEL_METRICS[model]
+        axis.set_ylabel(f"{kind} ({'higher' if higher_is_better else 'lower'} is better)")
+        axis.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    return figure
+
+
+# ---------------------------------------------------------------- tables
 
 
 def markdown_table(rows: Sequence[Mapping], columns: Mapping[str, str], formats: Mapping[str, str] | None = None) -> str:

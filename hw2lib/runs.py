@@ -9,8 +9,11 @@ otherwise the run is trained and stored. A run's folder
 * ``metrics.json`` -- what ``train_fn`` returned (history, final metrics) plus
   ``wall_seconds`` (this call's wall time), ``torch_version`` and ``device``;
   written last and atomically, so a run without it never counts as complete;
-* ``weights.pt`` (optional) -- the trained ``state_dict``;
+* ``weights.pt`` (optional) -- the trained ``state_dict``; ``best_weights.pt`` (optional) -- those of
+  the epoch with the best dev score;
 * ``checkpoint.pt`` -- only while a run is unfinished; a rerun resumes from it.
+
+This module is the only one that spells these file names.
 
 Environment variables: ``HW2LIB_PROFILE`` ("full", the default, or "quick") and
 ``HW2LIB_RESULTS`` (a folder that replaces ``<repo>/results/<profile>``).
@@ -24,7 +27,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,18 +35,23 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .train import load_state_dict_file, save_state_dict
+from .utils import load_state_dict_file, save_state_dict, write_json_atomically
 
 PROFILES = ("full", "quick")
 PROFILE_VARIABLE = "HW2LIB_PROFILE"
 RESULTS_VARIABLE = "HW2LIB_RESULTS"
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT_NAME = "checkpoint.pt"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+WEIGHTS_FILE = "weights.pt"
+BEST_WEIGHTS_FILE = "best_weights.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+WEIGHT_FILES = (WEIGHTS_FILE, BEST_WEIGHTS_FILE)
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def profile() -> str:
-    """The profile in ``HW2LIB_PROFILE``: "full" (default, the homework's settings) or "quick" (Chapter 2)."""
+    """The profile in ``HW2LIB_PROFILE``: "full" (default, the homework's settings) or "quick"."""
     value = os.environ.get(PROFILE_VARIABLE, "").strip()
     if not value:
         return "full"
@@ -59,7 +66,7 @@ current_profile = profile  # results_dir's argument is called ``profile`` and hi
 def profile_settings(table: dict[str, dict], profile: str | None = None,
                      epochs: int | None = None) -> tuple[str, dict]:
     """The profile (``HW2LIB_PROFILE`` when None) and a copy of its settings from a chapter's
-    ``table`` (profile -> settings), with ``epochs`` overridden when given (Chapter 2)."""
+    ``table`` (profile -> settings), with ``epochs`` overridden when given."""
     profile = current_profile() if profile is None else profile
     if profile not in table:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(table)}")
@@ -72,7 +79,7 @@ def profile_settings(table: dict[str, dict], profile: str | None = None,
 
 
 def results_dir(profile: str | None = None) -> Path:
-    """Where runs are stored (Chapter 2): ``HW2LIB_RESULTS`` if set, else ``<repo>/results/<profile>``.
+    """Where runs are stored: ``HW2LIB_RESULTS`` if set, else ``<repo>/results/<profile>``.
 
     ``<repo>`` is the folder above the ``hw2lib`` package when it holds ``pyproject.toml``
     (a source checkout), else the current folder.
@@ -96,21 +103,8 @@ def canonical_json(config: dict) -> str:
 
 
 def config_hash(config: dict) -> str:
-    """Eight hex digits of the sha256 of :func:`canonical_json` (Chapter 2)."""
+    """Eight hex digits of the sha256 of :func:`canonical_json`."""
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:8]
-
-
-def _json_ready(value: Any) -> Any:
-    """``value`` with NaN / infinity replaced by None (strict JSON has no NaN; a diverged run may produce it)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(key): _json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return _json_ready(value.item())
-    return value
 
 
 MACHINE_DEPENDENT_KEYS = frozenset({"seconds", "wall_seconds", "seconds_per_epoch", "resumed_from_checkpoint",
@@ -119,7 +113,7 @@ MACHINE_DEPENDENT_KEYS = frozenset({"seconds", "wall_seconds", "seconds_per_epoc
 
 def without_timings(value: Any) -> Any:
     """Stored metrics or history without :data:`MACHINE_DEPENDENT_KEYS`, at any depth: what two
-    trainings of the same configuration must agree on exactly (Appendix, "How repeatable are these numbers?")."""
+    trainings of the same configuration must agree on exactly."""
     if isinstance(value, dict):
         return {key: without_timings(item) for key, item in value.items() if key not in MACHINE_DEPENDENT_KEYS}
     if isinstance(value, list):
@@ -127,49 +121,37 @@ def without_timings(value: Any) -> Any:
     return value
 
 
-def write_text_atomically(text: str, path: Path) -> None:
-    """Write ``text`` through a temporary file and a rename: never a half-written file (Chapter 2)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
-                                         delete=False, encoding="utf-8")
-    temporary = Path(handle.name)
-    try:
-        with handle:
-            handle.write(text)
-        os.chmod(temporary, 0o644)  # temporary files are created private; results are meant to be shared
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def write_json_atomically(data: Any, path: Path) -> None:
-    """Write ``data`` as indented JSON through a temporary file and a rename (Chapter 2)."""
-    write_text_atomically(json.dumps(_json_ready(data), indent=1, allow_nan=False) + "\n", path)
-
-
 @dataclass
 class Run:
-    """One stored run: its name, configuration, metrics and folder (Chapter 2)."""
+    """One stored run: its name, configuration, metrics and folder."""
 
     name: str
     config: dict
     metrics: dict
     path: Path
 
+    @property
     def weights_path(self) -> Path:
-        return self.path / "weights.pt"
+        return weights_file(self.path)
+
+    @property
+    def best_weights_path(self) -> Path:
+        return weights_file(self.path, best=True)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT_FILE
 
     def has_weights(self) -> bool:
-        return self.weights_path().is_file()
+        return self.weights_path.is_file()
 
-    def load_weights(self, model: nn.Module) -> nn.Module:
-        """Load the stored ``state_dict`` into ``model`` (weights_only: no code runs) and return it."""
-        if not self.has_weights():
-            raise FileNotFoundError(f"run {self.path.name} has no stored weights ({self.weights_path()} is missing); "
+    def load_weights(self, model: nn.Module, *, best: bool = False) -> nn.Module:
+        """Load the stored final (or, with ``best``, best-epoch) weights into ``model`` and return it."""
+        path = self.best_weights_path if best else self.weights_path
+        if not path.is_file():
+            raise FileNotFoundError(f"run {self.path.name} has no stored weights ({path} is missing); "
                                     "train it again with retrain=True to get them")
-        model.load_state_dict(load_state_dict_file(self.weights_path()))
+        model.load_state_dict(load_state_dict_file(path))
         return model
 
     @property
@@ -179,22 +161,47 @@ class Run:
                 for row in self.metrics.get("history", [])]
 
 
-def save_weights(model: nn.Module, run_dir: Path) -> Path:
-    """Store ``model``'s weights in ``run_dir/weights.pt`` atomically (Chapter 2)."""
-    return save_state_dict(model, Path(run_dir) / "weights.pt")
+def prune_weights(run: Run) -> list[str]:
+    """Delete a run's stored weight files (its metrics stay); return the names deleted.
+
+    Called only where the user asked for it: by experiments that keep weights for some runs only
+    (their help says so).
+    """
+    deleted = []
+    for name in WEIGHT_FILES:
+        path = run.path / name
+        if path.is_file():
+            path.unlink()
+            deleted.append(name)
+    return deleted
+
+
+def weights_file(run_dir: Path, *, best: bool = False) -> Path:
+    """Where a run keeps its final (or, with ``best``, best-epoch) weights."""
+    return Path(run_dir) / (BEST_WEIGHTS_FILE if best else WEIGHTS_FILE)
+
+
+def save_weights(model: nn.Module, run_dir: Path, *, best: bool = False) -> Path:
+    """Store ``model``'s weights as the run's final (or, with ``best``, best-epoch) weights."""
+    return save_state_dict(model, weights_file(run_dir, best=best))
+
+
+def checkpoint_file(run_dir: Path) -> Path:
+    """Where a run in ``run_dir`` keeps its checkpoint while it trains."""
+    return Path(run_dir) / CHECKPOINT_FILE
 
 
 def run_folder(name: str, config: dict) -> Path:
-    """The folder of the run ``name`` with ``config`` (Chapter 2); the profile comes from the config."""
+    """The folder of the run ``name`` with ``config``; the profile comes from the config."""
     if not _NAME_PATTERN.match(name):
         raise ValueError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
     return results_dir(config.get("profile")) / f"{name}-{config_hash(config)}"
 
 
 def load_run(path: Path) -> Run | None:
-    """The complete run stored in ``path``, or None when it is missing or unfinished (Chapter 2)."""
+    """The complete run stored in ``path``, or None when it is missing or unfinished."""
     path = Path(path)
-    metrics_file, config_file = path / "metrics.json", path / "config.json"
+    metrics_file, config_file = path / METRICS_FILE, path / CONFIG_FILE
     if not (metrics_file.is_file() and config_file.is_file()):
         return None
     config = json.loads(config_file.read_text(encoding="utf-8"))
@@ -204,13 +211,11 @@ def load_run(path: Path) -> Run | None:
 
 
 def get_or_train(name: str, config: dict, train_fn: Callable[[dict, Path], dict], *, retrain: bool = False) -> Run:
-    """The stored run ``name`` with ``config``, trained first when there is none (Chapter 2).
+    """The stored run ``name`` with ``config``, trained first when there is none (chapter 2, "Stored runs").
 
-    ``config`` gets ``"profile": profile()`` unless it names one. ``train_fn(config,
-    run_dir)`` trains, may save weights (:func:`save_weights`) and may resume from
-    ``run_dir / "checkpoint.pt"``; it returns the metrics dict, which should name the
-    ``"device"`` it trained on. The checkpoint is
-    deleted once the run is complete. ``retrain=True`` discards a stored run first.
+    ``config`` gets ``"profile": profile()`` unless it names one. ``train_fn(config, run_dir)`` trains
+    (resuming from :func:`checkpoint_file` when it exists), may save weights (:func:`save_weights`) and
+    returns the metrics, which should name the ``"device"``. ``retrain=True`` discards a stored run first.
     """
     config = dict(config)
     config.setdefault("profile", profile())
@@ -221,19 +226,19 @@ def get_or_train(name: str, config: dict, train_fn: Callable[[dict, Path], dict]
             raise ValueError(f"{folder} holds a different configuration than asked for (hash collision?); move it away")
         return stored
     if retrain:  # discard everything a previous run left, checkpoint included
-        for leftover in ("metrics.json", "weights.pt", CHECKPOINT_NAME):
+        for leftover in (METRICS_FILE, *WEIGHT_FILES, CHECKPOINT_FILE):
             (folder / leftover).unlink(missing_ok=True)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(config, folder / "config.json")
-    resumed = (folder / CHECKPOINT_NAME).is_file()
+    write_json_atomically(config, folder / CONFIG_FILE)
+    resumed = checkpoint_file(folder).is_file()
     started = time.perf_counter()
     try:
         metrics = train_fn(config, folder)
     except BaseException:
         # A run that failed before its first checkpoint (missing data, bad config) leaves nothing behind;
         # one with a checkpoint keeps its folder so that the next call resumes it.
-        if created and not (folder / CHECKPOINT_NAME).exists():
+        if created and not checkpoint_file(folder).exists():
             shutil.rmtree(folder, ignore_errors=True)
         raise
     if not isinstance(metrics, dict):
@@ -244,6 +249,6 @@ def get_or_train(name: str, config: dict, train_fn: Callable[[dict, Path], dict]
     metrics["torch_version"] = torch.__version__
     metrics.setdefault("device", "not recorded")
     metrics.setdefault("cpu_threads", torch.get_num_threads())
-    write_json_atomically(metrics, folder / "metrics.json")
-    (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
+    write_json_atomically(metrics, folder / METRICS_FILE)
+    checkpoint_file(folder).unlink(missing_ok=True)
     return load_run(folder)

@@ -1,7 +1,6 @@
-"""Character-level sequence-to-sequence model: BiLSTM encoder, LSTM decoder, bilinear attention.
-
-Chapter 3 explains the model; this module holds it and the one-step interface that the
-decoders in :mod:`hw2lib.decoding` share.
+"""Chapter 3's translator: BiLSTM encoder, LSTM decoder, bilinear attention, and the one-step
+interface that the decoders of :mod:`hw2lib.decoding` share. The model only: its training task and
+stored runs are in :mod:`hw2lib.seq2seq_runs`.
 
 Shapes used throughout: B sentences, S source positions, T target positions, H = hidden size
 (128), V = target vocabulary size.
@@ -9,17 +8,13 @@ Shapes used throughout: B sentences, S source positions, T target positions, H =
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .chardata import PAD, CharBatch, CharPairs, Vocabulary, collate_pairs
-from .train import save_state_dict
+from .chardata import PAD
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
@@ -166,72 +161,3 @@ class Seq2Seq(nn.Module):
         outputs, state, attention = self.decoder(previous_tokens.unsqueeze(1), state, encoded.outputs, encoded.mask)
         log_probs = torch.log_softmax(self.generator(outputs.squeeze(1)), dim=-1)
         return log_probs, state, None if attention is None else attention.squeeze(1)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of distinct trainable parameters (the tied generator weight counts once; chapter 3)."""
-    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
-
-
-class TranslationTask:
-    """The training problem of chapter 3 for :func:`hw2lib.train.train`: shuffled batches of
-    character pairs, cross-entropy with teacher forcing (PAD ignored), and after every epoch the
-    validation error of batched greedy decoding and the validation loss.
-
-    With ``best_weights_path``, the weights of the epoch with the lowest validation error so far
-    are written there (atomically) whenever that error improves; ``best_error`` and
-    ``best_epoch`` say which (set them before resuming an interrupted run).
-    """
-
-    def __init__(self, train_pairs: CharPairs, val_pairs: CharPairs, target_vocab: Vocabulary, *,
-                 batch_size: int = 64, best_weights_path: Path | None = None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if len(train_pairs) == 0 or len(val_pairs) == 0:
-            raise ValueError("the training and validation splits must not be empty")
-        self.train_pairs, self.val_pairs, self.target_vocab = train_pairs, val_pairs, target_vocab
-        self.batch_size = batch_size
-        self.best_weights_path = None if best_weights_path is None else Path(best_weights_path)
-        self.best_error, self.best_epoch = math.inf, 0
-        self.epochs_evaluated = 0
-        self.val_references = [english for _, english in val_pairs.pairs]
-
-    def training_batches(self, generator: torch.Generator) -> Iterator[CharBatch]:
-        order = torch.randperm(len(self.train_pairs), generator=generator).tolist()
-        for start in range(0, len(order), self.batch_size):
-            yield collate_pairs([self.train_pairs[index] for index in order[start: start + self.batch_size]])
-
-    def loss(self, model: Seq2Seq, batch: CharBatch) -> torch.Tensor:
-        return teacher_forcing_loss(model, batch)
-
-    def evaluate(self, model: Seq2Seq) -> dict[str, float]:
-        from .decoding import decode_split  # decoding imports this module
-        from .metrics import error_rate
-
-        self.epochs_evaluated += 1
-        hypotheses = decode_split(model, self.val_pairs)
-        val_error = error_rate(self.val_references, [self.target_vocab.decode(h.tokens) for h in hypotheses])
-        if val_error < self.best_error:
-            self.best_error, self.best_epoch = val_error, self.epochs_evaluated
-            if self.best_weights_path is not None:
-                save_state_dict(model, self.best_weights_path)
-        return {"val_error": val_error, "val_loss": self.validation_loss(model)}
-
-    def validation_loss(self, model: Seq2Seq, batch_size: int = 500) -> float:
-        """Teacher-forcing cross-entropy per target character over the validation split."""
-        device = next(model.parameters()).device
-        total, characters = 0.0, 0
-        with torch.no_grad():
-            for start in range(0, len(self.val_pairs), batch_size):
-                indices = range(start, min(start + batch_size, len(self.val_pairs)))
-                batch = collate_pairs([self.val_pairs[index] for index in indices]).to(device)
-                total += float(teacher_forcing_loss(model, batch, reduction="sum"))
-                characters += int((batch.target[:, 1:] != PAD).sum())
-        return total / characters
-
-
-def teacher_forcing_loss(model: Seq2Seq, batch: CharBatch, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy of predicting ``target[:, 1:]`` from ``target[:, :-1]``, PAD ignored (chapter 3)."""
-    logits = model(batch.source, batch.source_lengths, batch.target[:, :-1])
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.target[:, 1:].reshape(-1),
-                                       ignore_index=PAD, reduction=reduction)

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
-from .plots import plot_activation_maps
+from .plots import draw_conv_matrix, plot_activation_maps, plot_attention
 
 # ---------------------------------------------------------------- chapter 1: convolution as a matrix
 
@@ -21,7 +21,7 @@ from .plots import plot_activation_maps
 def conv_matrix_explorer(height: int = 4, width: int = 5, kernel_height: int = 2, kernel_width: int = 3,
                          largest: int = 8) -> widgets.VBox:
     """Sliders for H, W, M, N that redraw the matrix **M** of a valid convolution (Chapter 1, Q1 (b))."""
-    from .convolution import conv_matrix, counting_kernel, draw_conv_matrix, is_doubly_block_toeplitz
+    from .convolution import conv_matrix, counting_kernel, is_doubly_block_toeplitz
 
     sliders = {name: widgets.IntSlider(value=value, min=1, max=largest, description=name, continuous_update=False)
                for name, value in (("H", height), ("W", width), ("M", kernel_height), ("N", kernel_width))}
@@ -95,7 +95,7 @@ def translation_figure(models: dict, data, text: str, *, beam_size: int = 5):
     """What :func:`translation_explorer` shows for ``text`` (chapter 3): a text summary (normalised
     input, notes, greedy and beam translations per model) and a figure of the attention of every
     model that has it, greedy and beam side by side (None when there is none to draw)."""
-    from .translate import plot_attention, translate
+    from .translate import translate
 
     lines, panels = [], []
     for name, model in models.items():

@@ -1,23 +1,31 @@
-"""Shared fixtures: the course mirror and a private data cache for every test."""
+"""Shared fixtures: the course mirror (or, without one, the upstream addresses) and a private data cache."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-MIRROR = Path(os.environ.get("HW2LIB_MIRROR") or REPO.parent / "shared" / "data")
+from hw2lib.download import mirror
+
+
+def _mirror_folder() -> Path | None:
+    """The mirror the library uses (hw2lib.download.mirror: HW2LIB_MIRROR, set but empty for none, else
+    ../shared/data beside the checkout); None means the data come from their upstream addresses."""
+    location = mirror()
+    return None if location is None else Path(location)
+
+
+MIRROR = _mirror_folder()
 
 # Two pytest-xdist workers share two cores: one thread each keeps them from fighting.
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def mirror_dir() -> Path:
-    if not (MIRROR / "kmnist" / "t10k-images-idx3-ubyte.gz").is_file():
+def mirror_dir() -> Path | None:
+    if MIRROR is not None and not (MIRROR / "kmnist" / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"the data mirror is not at {MIRROR}; set HW2LIB_MIRROR to the course's shared/data folder")
     return MIRROR
 
@@ -29,18 +37,25 @@ def shared_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def use_mirror(monkeypatch, mirror_dir, shared_cache) -> Path:
-    """Read data from the mirror folder into the session's cache (never the user's own cache)."""
-    monkeypatch.setenv("HW2LIB_MIRROR", str(mirror_dir))
-    monkeypatch.setenv("HW2LIB_CACHE", str(shared_cache))
+def use_mirror(monkeypatch, mirror_dir, shared_cache) -> Path | None:
+    """Read data from the mirror folder (without one: the upstream addresses) into the session's
+    cache (never the user's own cache)."""
+    _point_at_data(monkeypatch, mirror_dir, shared_cache)
     return mirror_dir
 
 
-def _load_from_mirror(mirror_dir: Path, cache: Path, loader, *arguments):
+def _point_at_data(patch: pytest.MonkeyPatch, mirror_dir: Path | None, cache: Path) -> None:
+    if mirror_dir is None:  # "off", not unset: unset means ../shared/data beside the checkout
+        patch.setenv("HW2LIB_MIRROR", "off")
+    else:
+        patch.setenv("HW2LIB_MIRROR", str(mirror_dir))
+    patch.setenv("HW2LIB_CACHE", str(cache))
+
+
+def _load_from_mirror(mirror_dir: Path | None, cache: Path, loader, *arguments):
     """Call ``loader`` with the mirror and the session cache set, without leaking them to other tests."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HW2LIB_MIRROR", str(mirror_dir))
-        patch.setenv("HW2LIB_CACHE", str(cache))
+        _point_at_data(patch, mirror_dir, cache)
         return loader(*arguments)
 
 

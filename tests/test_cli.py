@@ -39,7 +39,11 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     (["cnn", "--lr", "fast"], ["--lr", "'fast' is not a number"]),
     (["cnn", "--variant", "emnist"], ["--variant", "invalid choice: 'emnist'"]),
     (["cnn", "--model", "resnet"], ["--model", "invalid choice: 'resnet'"]),
-    (["cnn", "--epochs", "0"], ["--epochs", "at least 1"]),
+    (["cnn", "--epochs", "0"], ["--epochs", "from 1 to 1000, got 0"]),
+    (["cnn", "--threads", "100000"], ["--threads", "got 100000"]),
+    (["cnn", "--threads", "99999999999999999999"], ["--threads", "got 99999999999999999999"]),
+    (["seeds", "cnn", "--seeds", "-1"], ["--seeds", "got -1"]),
+    (["seeds", "rnn"], ["invalid choice: 'rnn'"]),
     (["translate"], ["invalid choice: 'translate'"]),
     ([], ["the following arguments are required: command"]),
 ])

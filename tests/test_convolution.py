@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hw2lib.plots import draw_conv_matrix
 from hw2lib.convolution import (
     ConvNet,
     FullyConnectedNet,
@@ -22,7 +23,6 @@ from hw2lib.convolution import (
     conv_output_size,
     convolve2d,
     cross_correlate2d,
-    draw_conv_matrix,
     fc_net_parameter_count,
     flip_kernel,
     is_circulant,

@@ -9,7 +9,8 @@ import torch
 
 from hw2lib.chardata import EOS, PAD, SOS, CharPairs, build_dataset
 from hw2lib.decoding import beam_search, decode_split, greedy_decode, sequence_log_probability
-from hw2lib.seq2seq import Seq2Seq, TranslationTask
+from hw2lib.seq2seq import Seq2Seq
+from hw2lib.seq2seq_runs import TranslationTask
 from hw2lib.train import train
 
 SOURCE_VOCAB, TARGET_VOCAB = 20, 12

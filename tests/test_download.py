@@ -57,7 +57,7 @@ def server():
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("HW2LIB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("HW2LIB_MIRROR", raising=False)
+    monkeypatch.setenv("HW2LIB_MIRROR", "")  # no mirror, not even the course's beside the checkout
     return tmp_path / "cache"
 
 

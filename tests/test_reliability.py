@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from hw2lib import cnn_runs, seeds, translate
+from hw2lib import cli, cnn_runs, seed_runs, seq2seq_runs
+from hw2lib.plots import plot_seed_spread
 from hw2lib.chardata import COURSE_FILES, load_char_mt
 from hw2lib.download import sha256_of
 from hw2lib.kmnist import FILES, load_kmnist
-from hw2lib.runs import CHECKPOINT_NAME, Run, get_or_train, load_run, run_folder, without_timings
+from hw2lib.runs import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, Run, get_or_train, load_run, run_folder, without_timings
 from hw2lib.train import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tiny_config(model: str, seed: int = 42, epochs: int = 2) -> dict:
     """The chapter's quick configuration of ``model`` with ``seed``, shrunk to well under a second an epoch."""
-    config = seeds.with_seed(seeds.base_config(model, profile="quick"), seed)
+    config = seed_runs.with_seed(seed_runs.base_config(model, profile="quick"), seed)
     config["epochs"] = epochs
     if model == "cnn":
         config["train_examples"] = 256
@@ -43,7 +44,7 @@ def tiny_config(model: str, seed: int = 42, epochs: int = 2) -> dict:
 def train_function(model: str):
     if model == "cnn":
         return lambda config, run_dir: cnn_runs.train_kmnist_run(config, run_dir, progress=False)
-    return lambda config, run_dir: translate.train_seq2seq_run(config, run_dir, progress=False)
+    return lambda config, run_dir: seq2seq_runs.train_seq2seq_run(config, run_dir, progress=False)
 
 
 @pytest.fixture
@@ -56,21 +57,21 @@ def results(tmp_path, monkeypatch, use_mirror) -> Path:
 # --- 1. seeds -------------------------------------------------------------------------------
 
 def test_with_seed_changes_only_the_seed_and_keeps_the_chapters_runs():
-    for model in seeds.MODELS:
-        base = seeds.base_config(model, profile="full")
-        other = seeds.with_seed(base, 43)
+    for model in seed_runs.MODELS:
+        base = seed_runs.base_config(model, profile="full")
+        other = seed_runs.with_seed(base, 43)
         assert other["seed"] == 43 and base["seed"] == 42
         assert {key: value for key, value in other.items() if key != "seed"} == \
                {key: value for key, value in base.items() if key != "seed"}
         # seed 42 is the chapter's own run: same name, same folder as the chapters ask for
-        assert seeds.seed_run_name(model, seeds.with_seed(base, 42)) == (
-            cnn_runs.run_name(base) if model == "cnn" else translate.run_name(base))
-        assert seeds.seed_run_name(model, other).endswith("-seed43")
-    assert seeds.base_config("cnn", profile="full") == cnn_runs.cnn_config(5e-4, profile="full")
+        assert seed_runs.seed_run_name(model, seed_runs.with_seed(base, 42)) == (
+            cnn_runs.run_name(base) if model == "cnn" else seq2seq_runs.run_name(base))
+        assert seed_runs.seed_run_name(model, other).endswith("-seed43")
+    assert seed_runs.base_config("cnn", profile="full") == cnn_runs.cnn_config(5e-4, profile="full")
     with pytest.raises(ValueError, match="unknown model"):
-        seeds.base_config("rnn")
+        seed_runs.base_config("rnn")
     with pytest.raises(ValueError, match="whole number"):
-        seeds.with_seed(seeds.base_config("cnn", profile="quick"), -1)
+        seed_runs.with_seed(seed_runs.base_config("cnn", profile="quick"), -1)
 
 
 class _FirstStep(Exception):
@@ -79,7 +80,7 @@ class _FirstStep(Exception):
 
 @pytest.mark.parametrize("model", ["cnn", "seq2seq-attention"])
 def test_the_config_seed_sets_initial_weights_batch_order_and_dropout(model, results, monkeypatch):
-    module = cnn_runs if model == "cnn" else translate
+    module = cnn_runs if model == "cnn" else seq2seq_runs
     real_train = module.train
     seen = {}
 
@@ -123,12 +124,12 @@ def test_the_config_seed_sets_initial_weights_batch_order_and_dropout(model, res
 
 
 def test_extra_seed_runs_keep_metrics_but_no_weights(results, capsys):
-    chapter = seeds.get_seed_run("seq2seq-no-attention", 42, progress=False)
-    assert seeds.main(["seq2seq-no-attention", "--seeds", "43", "--no-progress"]) == 0  # as the background jobs ran
+    chapter = seed_runs.get_seed_run("seq2seq-no-attention", 42, progress=False)
+    assert cli.main(["seeds", "seq2seq-no-attention", "--seeds", "43", "--no-progress"]) == 0  # as make reproduce runs it
     assert torch.get_num_threads() == 1
-    extra = seeds.get_seed_run("seq2seq-no-attention", 43)
+    extra = seed_runs.get_seed_run("seq2seq-no-attention", 43)
     assert f"seq2seq-no-attention seed 43: val_error {extra.metrics['val_error']:.4f}" in capsys.readouterr().out
-    assert chapter.has_weights() and (chapter.path / translate.BEST_WEIGHTS_NAME).is_file()
+    assert chapter.has_weights() and (chapter.path / BEST_WEIGHTS_FILE).is_file()
     assert sorted(path.name for path in extra.path.iterdir()) == ["config.json", "metrics.json"]
     assert extra.config["seed"] == 43 and extra.path.name.startswith("seq2seq-no-attention-seed43-")
     assert extra.metrics["val_error"] != chapter.metrics["val_error"]
@@ -137,24 +138,24 @@ def test_extra_seed_runs_keep_metrics_but_no_weights(results, capsys):
 
 def test_summary_rows_mean_std_and_published_range(tmp_path):
     def fake_run(seed, dev, test):
-        config = {**seeds.base_config("cnn", profile="full"), "seed": seed}
+        config = {**seed_runs.base_config("cnn", profile="full"), "seed": seed}
         return Run("cnn", config, {"dev_accuracy": dev, "test_accuracy": test}, tmp_path / str(seed))
 
     runs = {43: fake_run(43, 0.95, 0.93), 42: fake_run(42, 0.96, 0.94), 44: fake_run(44, 0.97, 0.92)}
-    dev_row, test_row = seeds.summary_rows({"cnn": runs})
+    dev_row, test_row = seed_runs.summary_rows({"cnn": runs})
     assert dev_row["chapter_value"] == 0.96 and dev_row["seeds"] == [42, 43, 44]
     assert dev_row["mean"] == pytest.approx(0.96) and dev_row["std"] == pytest.approx(0.01)  # n - 1
     assert test_row["mean"] == pytest.approx(0.93) and test_row["std"] == pytest.approx(0.01)
     assert (dev_row["reference_low"], dev_row["reference_high"]) == (0.9843, 0.9857)
-    assert seeds.reference_range("seq2seq-attention", "test") == (0.3488, 0.3862)
+    assert seed_runs.reference_range("seq2seq-attention", "test") == (0.3488, 0.3862)
     assert dev_row["published_position"] == "below" and dev_row["published_distance"] == pytest.approx(0.0243)
     assert dev_row["seeds_in_published"] == 0 and dev_row["chapter_rank"] == "middle"
     assert test_row["chapter_rank"] == "highest"
-    table = seeds.format_rows([dev_row, test_row])
+    table = seed_runs.format_rows([dev_row, test_row])
     assert "0.9600 +- 0.0100 (3)" in table and "0.9843-0.9857" in table
     import matplotlib
     matplotlib.use("Agg")
-    figure = seeds.plot_seed_spread([dev_row, test_row])
+    figure = plot_seed_spread([dev_row, test_row])
     (axis,) = figure.axes
     from matplotlib.collections import PathCollection
 
@@ -165,28 +166,28 @@ def test_summary_rows_mean_std_and_published_range(tmp_path):
     assert axis.get_ylabel() == "accuracy (higher is better)"
     assert [label.get_text() for label in axis.get_xticklabels()] == ["dev accuracy", "test accuracy"]
     with pytest.raises(ValueError, match="NaN"):
-        seeds.mean_and_std([0.5, math.nan])
+        seed_runs.mean_and_std([0.5, math.nan])
     with pytest.raises(ValueError, match="distinct"):
-        seeds.seed_runs("cnn", [42, 42])
+        seed_runs.seed_runs("cnn", [42, 42])
 
 
 def test_attention_gain_and_binomial_error():
     def row(model, values):
-        mean, std = seeds.mean_and_std(values)
+        mean, std = seed_runs.mean_and_std(values)
         return {"model": model, "split": "test", "mean": mean, "std": std, "values": values}
 
     separated = [row("seq2seq-attention", [0.36, 0.37, 0.38]), row("seq2seq-no-attention", [0.49, 0.50, 0.51])]
-    gain = seeds.attention_gain(separated)
+    gain = seed_runs.attention_gain(separated)
     assert gain["gain"] == pytest.approx(0.13) and gain["gain_in_stds"] == pytest.approx(13.0)
     assert gain["separated"]
     overlapping = [row("seq2seq-attention", [0.36, 0.40, 0.52]), row("seq2seq-no-attention", [0.49, 0.50, 0.51])]
-    assert not seeds.attention_gain(overlapping)["separated"]
+    assert not seed_runs.attention_gain(overlapping)["separated"]
     with pytest.raises(ValueError, match="both translators"):
-        seeds.attention_gain(separated[:1])
-    assert seeds.binomial_standard_error(0.95, 1000) == pytest.approx(0.006892, abs=1e-6)
-    assert seeds.binomial_standard_error(1.0, 1000) == 0.0
+        seed_runs.attention_gain(separated[:1])
+    assert seed_runs.binomial_standard_error(0.95, 1000) == pytest.approx(0.006892, abs=1e-6)
+    assert seed_runs.binomial_standard_error(1.0, 1000) == 0.0
     with pytest.raises(ValueError, match="between 0 and 1"):
-        seeds.binomial_standard_error(95.0, 1000)
+        seed_runs.binomial_standard_error(95.0, 1000)
 
 
 # --- 2. determinism ------------------------------------------------------------------------
@@ -208,15 +209,15 @@ def test_replay_reproduces_a_stored_run_and_notices_a_changed_one(results):
     run = get_or_train("seq2seq-tiny", tiny_config("seq2seq-attention", epochs=2),
                        train_function("seq2seq-attention"))
     stored_folders = sorted(results.iterdir())
-    report = seeds.replay(run, epochs=2)
+    report = seed_runs.replay(run, epochs=2)
     assert report["identical"] and report["max_difference"] == 0.0
     assert len(report["replayed"]) == 2 and "seconds" not in report["replayed"][0]
     assert sorted(results.iterdir()) == stored_folders  # the replay stores nothing
     run.metrics["history"][1]["val_error"] += 0.01  # as if the stored numbers came from elsewhere
-    changed = seeds.replay(run, epochs=2)
+    changed = seed_runs.replay(run, epochs=2)
     assert not changed["identical"] and changed["max_difference"] == pytest.approx(0.01)
     with pytest.raises(ValueError, match="between 1 and"):
-        seeds.replay(run, epochs=3)
+        seed_runs.replay(run, epochs=3)
 
 
 def test_replay_uses_the_stored_thread_count(results):
@@ -224,7 +225,7 @@ def test_replay_uses_the_stored_thread_count(results):
     assert run.metrics["cpu_threads"] == 1 == torch.get_num_threads()
     try:
         torch.set_num_threads(2)  # the caller's count differs from the stored run's
-        report = seeds.replay(run)
+        report = seed_runs.replay(run)
         assert torch.get_num_threads() == 2  # and is restored afterwards
     finally:
         torch.set_num_threads(1)
@@ -236,11 +237,11 @@ def test_replay_uses_the_stored_thread_count(results):
 _TRAIN_SCRIPT = """
 import json, sys, torch
 torch.set_num_threads(1)
-from hw2lib import cnn_runs, translate
+from hw2lib import cnn_runs, seq2seq_runs
 from hw2lib.runs import get_or_train
 model, config = sys.argv[1], json.loads(sys.argv[2])
-module = cnn_runs if model == "cnn" else translate
-train_fn = cnn_runs.train_kmnist_run if model == "cnn" else translate.train_seq2seq_run
+module = cnn_runs if model == "cnn" else seq2seq_runs
+train_fn = cnn_runs.train_kmnist_run if model == "cnn" else seq2seq_runs.train_seq2seq_run
 get_or_train(module.run_name(config), config, lambda config, run_dir: train_fn(config, run_dir, progress=False))
 """
 
@@ -255,7 +256,7 @@ def test_a_killed_run_is_incomplete_and_resumes_to_the_uninterrupted_result(mode
     # Seed 45 gives the tiny translator its lowest validation error before its last epoch, so the kill
     # can come after that epoch: the resumed run must then carry over which epoch was best.
     config = tiny_config(model, seed=45 if model != "cnn" else 42, epochs=5)
-    name = cnn_runs.run_name(config) if model == "cnn" else translate.run_name(config)
+    name = cnn_runs.run_name(config) if model == "cnn" else seq2seq_runs.run_name(config)
     monkeypatch.setenv("HW2LIB_RESULTS", str(tmp_path / "uninterrupted"))
     uninterrupted = get_or_train(name, config, train_function(model))
     assert uninterrupted.metrics["resumed_from_checkpoint"] is False
@@ -263,7 +264,7 @@ def test_a_killed_run_is_incomplete_and_resumes_to_the_uninterrupted_result(mode
 
     monkeypatch.setenv("HW2LIB_RESULTS", str(results))
     folder = run_folder(name, config)
-    checkpoint = folder / CHECKPOINT_NAME
+    checkpoint = folder / CHECKPOINT_FILE
     process = subprocess.Popen([sys.executable, "-c", _TRAIN_SCRIPT, model, json.dumps(config)], cwd=REPO,
                                env={**os.environ, "PYTHONPATH": str(REPO)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -323,7 +324,7 @@ def test_the_payload_is_live_without_weights_only(tmp_path):
 def test_load_checkpoint_refuses_code(tmp_path):
     marker = tmp_path / "marker"
     evil = plant(tmp_path / "checkpoint.pt", marker, format=1, epochs_done=1)
-    with pytest.raises(ValueError, match=r"(?s)checkpoint .*checkpoint\.pt cannot be read.*delete it to start over"):
+    with pytest.raises(ValueError, match=r"(?s)checkpoint .*checkpoint\.pt cannot be read.*never unpickled.*delete it"):
         load_checkpoint(evil)
     assert not marker.exists()
 
@@ -333,7 +334,7 @@ def test_resuming_from_a_planted_checkpoint_refuses_it(model, results, tmp_path)
     marker = tmp_path / "marker"
     config = tiny_config(model)
     name = f"{model}-planted"
-    plant(run_folder(name, {**config, "profile": "quick"}) / CHECKPOINT_NAME, marker, format=1, epochs_done=1)
+    plant(run_folder(name, {**config, "profile": "quick"}) / CHECKPOINT_FILE, marker, format=1, epochs_done=1)
     with pytest.raises(ValueError, match="cannot be read"):
         get_or_train(name, config, train_function(model))
     assert not marker.exists()
@@ -342,17 +343,17 @@ def test_resuming_from_a_planted_checkpoint_refuses_it(model, results, tmp_path)
 
 def test_stored_weights_that_carry_code_are_refused(results, tmp_path):
     marker = tmp_path / "marker"
-    config = seeds.base_config("seq2seq-attention", profile="quick")
+    config = seed_runs.base_config("seq2seq-attention", profile="quick")
     folder = tmp_path / "run"
     run = Run("seq2seq-attention", config, {}, folder)
     plant(folder / "weights.pt", marker)
-    plant(folder / translate.BEST_WEIGHTS_NAME, marker)
-    with pytest.raises(ValueError, match=r"weights\.pt cannot be read safely.*never loaded with weights_only=False"):
+    plant(folder / BEST_WEIGHTS_FILE, marker)
+    with pytest.raises(ValueError, match=r"weights\.pt cannot be read \(it holds Python objects besides tensors, which are never unpickled"):
         run.load_weights(torch.nn.Linear(2, 2))
-    with pytest.raises(ValueError, match=r"weights\.pt cannot be read safely"):
-        translate.load_seq2seq(run, weights="final")
-    with pytest.raises(ValueError, match=r"best_weights\.pt cannot be read safely"):
-        translate.load_seq2seq(run, weights="best")
+    with pytest.raises(ValueError, match=r"/weights\.pt cannot be read \(it holds Python objects"):
+        seq2seq_runs.load_seq2seq(run, weights="final")
+    with pytest.raises(ValueError, match=r"best_weights\.pt cannot be read \(it holds Python objects"):
+        seq2seq_runs.load_seq2seq(run, weights="best")
     assert not marker.exists()
 
 

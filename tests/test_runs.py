@@ -163,7 +163,7 @@ def test_write_json_atomically_leaves_no_partial_file(tmp_path):
 
 def test_run_is_a_plain_record(tmp_path):
     run = Run(name="x", config={}, metrics={"history": [{"epoch": 1, "loss": None}]}, path=tmp_path)
-    assert run.weights_path() == tmp_path / "weights.pt" and not run.has_weights()
+    assert run.weights_path == tmp_path / "weights.pt" and not run.has_weights()
     assert math.isnan(run.history[0]["loss"])
 
 

@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from hw2lib.chardata import PAD, SOS, CharPairs, collate_pairs
-from hw2lib.seq2seq import Seq2Seq, TranslationTask, count_parameters, source_padding_mask, teacher_forcing_loss
+from hw2lib.seq2seq import Seq2Seq, source_padding_mask
+from hw2lib.runs import weights_file
+from hw2lib.seq2seq_runs import TranslationTask, teacher_forcing_loss
+from hw2lib.utils import count_parameters
 from hw2lib.train import train
 
 SOURCE_VOCAB, TARGET_VOCAB = 34, 30
@@ -160,7 +163,7 @@ def test_a_small_model_memorises_32_pairs(course, attention, tmp_path):
     torch.manual_seed(0)
     model = Seq2Seq(len(course.source_vocab), len(course.target_vocab), hidden_size=64, dropout=0.0,
                     attention=attention)
-    task = TranslationTask(pairs, pairs, course.target_vocab, batch_size=8, best_weights_path=tmp_path / "best.pt")
+    task = TranslationTask(pairs, pairs, course.target_vocab, batch_size=8, run_dir=tmp_path)
     history = train(model, task, epochs=22, learning_rate=0.01, seed=0, device="cpu", progress=False)
     assert history[0]["val_error"] > 0.4
     assert history[-1]["val_error"] < 0.05
@@ -168,5 +171,5 @@ def test_a_small_model_memorises_32_pairs(course, attention, tmp_path):
     # the best-epoch weights are the ones with the lowest validation error
     assert task.best_error == min(row["val_error"] for row in history)
     assert history[task.best_epoch - 1]["val_error"] == task.best_error
-    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    best = torch.load(weights_file(tmp_path, best=True), weights_only=True)
     assert set(best) == set(model.state_dict())

@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hw2lib.train import choose_device, load_checkpoint, model_device, to_device, train
+from hw2lib.runs import without_timings
+from hw2lib.train import load_checkpoint, train
+from hw2lib.utils import choose_device, model_device, to_device
 
 torch.set_num_threads(1)  # tiny models: extra threads only slow them down on a shared machine
 
@@ -50,8 +52,6 @@ def toy_model(seed: int = 3) -> nn.Module:
     return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 2))
 
 
-def without_seconds(history):
-    return [{key: value for key, value in row.items() if key != "seconds"} for row in history]
 
 
 def test_choose_device():
@@ -103,8 +103,8 @@ def test_same_seed_same_history_and_other_seed_differs():
     first = train(toy_model(), ToyTask(), epochs=2, learning_rate=0.01, seed=5, device="cpu", progress=False)
     second = train(toy_model(), ToyTask(), epochs=2, learning_rate=0.01, seed=5, device="cpu", progress=False)
     other = train(toy_model(), ToyTask(), epochs=2, learning_rate=0.01, seed=6, device="cpu", progress=False)
-    assert without_seconds(first) == without_seconds(second)
-    assert without_seconds(first) != without_seconds(other)
+    assert without_timings(first) == without_timings(second)
+    assert without_timings(first) != without_timings(other)
 
 
 def test_interrupted_run_resumes_to_the_same_history_and_weights(tmp_path):
@@ -121,7 +121,7 @@ def test_interrupted_run_resumes_to_the_same_history_and_weights(tmp_path):
     resumed = train(resumed_model, ToyTask(), epochs=4, learning_rate=0.01, seed=7, device="cpu",
                     checkpoint_path=checkpoint, progress=False)
 
-    assert without_seconds(resumed) == without_seconds(reference)  # exactly, not approximately
+    assert without_timings(resumed) == without_timings(reference)  # exactly, not approximately
     for name, value in reference_model.state_dict().items():
         assert torch.equal(value, resumed_model.state_dict()[name]), name
 

@@ -10,7 +10,8 @@ from hw2lib.chardata import build_dataset, normalise
 from hw2lib.decoding import evaluate_decoding
 from hw2lib.metrics import error_rate
 from hw2lib.seq2seq import Seq2Seq
-from hw2lib.translate import get_seq2seq_run, load_seq2seq, seq2seq_config, translate
+from hw2lib.seq2seq_runs import get_seq2seq_run, load_seq2seq, seq2seq_config
+from hw2lib.translate import translate
 
 TOY = [("el gato .", "the cat ."), ("la casa .", "the house ."), ("un perro .", "a dog .")]
 

@@ -1,4 +1,4 @@
-"""A Sphinx extension that keeps the built book free of CDN scripts (used by ``_config.yml``).
+"""A Sphinx extension that keeps the built book free of CDN scripts (loaded by ``_config.yml``).
 
 Jupyter Book 1 always loads sphinx-thebe, which writes the address of its JavaScript bundle
 on a CDN into every page. The book does not use thebe (live code runs through the launch

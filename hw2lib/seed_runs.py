@@ -1,39 +1,30 @@
-"""How repeatable are the book's numbers? The same runs trained again with other random seeds.
+"""The appendix's study, "How repeatable are these numbers?": the chapters' best runs trained again
+with other random seeds, and a replay that checks a stored run repeats bit for bit.
 
-Explained in the appendix "How repeatable are these numbers?". The seed of a run's
-configuration sets everything random in training: the initial weights (``torch.manual_seed``
-before the model is built, see :func:`hw2lib.cnn_runs.train_kmnist_run` and
-:func:`hw2lib.translate.build_seq2seq`), dropout and the order of the training batches
-(:func:`hw2lib.train.train` seeds torch and its shuffling generator with it). The data
-splits do not depend on it. :func:`seed_runs` trains the best CNN and both translators once
-per seed in :data:`SEEDS` through the results store; the seed-42 runs are the chapters'
-own, the others keep only their metrics (no weights: they are only summarised here).
-
-``python -m hw2lib.seeds MODEL [MODEL ...] --seeds 43 44`` trains (or loads) such runs from
-the command line, one after the other (``--threads 1`` repeats the stored runs bit for bit).
+The seed of a run's configuration sets everything random in training: the initial weights (torch is
+seeded before the model is built), dropout and the order of the training batches; the data splits do
+not depend on it. :func:`seed_runs` trains the best CNN and both translators once per seed in
+:data:`SEEDS` through the results store; the seed-42 runs are the chapters' own, the others keep only
+their metrics. From the command line: ``python -m hw2lib seeds MODEL ... --seeds 43 44``.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from . import cnn_runs, translate
-from .cli import positive_int
-from .runs import Run, get_or_train, without_timings
+from . import cnn_runs, seq2seq_runs
+from .runs import Run, get_or_train, prune_weights, without_timings
 
 SEEDS = (42, 43, 44)
 CNN_LEARNING_RATE = 5e-4  # the rate chapter 2 selects on dev
 CNN_VARIANT = "kmnist-t10k"  # the data of chapter 2's stored runs (named, so nothing is probed for)
 MODELS = ("cnn", "seq2seq-attention", "seq2seq-no-attention")
-WEIGHT_FILES = ("weights.pt", translate.BEST_WEIGHTS_NAME)
 
 # model -> (label, metric keys in the run's metrics: (dev, test), what the numbers are, higher is better)
 MODEL_METRICS = {
@@ -48,25 +39,28 @@ def _check_model(model: str) -> None:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
 
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
+
+
 def _check_seed(seed: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"a seed must be a whole number >= 0, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"a seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
 
 
 def base_config(model: str, *, profile: str | None = None) -> dict:
-    """The chapters' configuration of ``model`` (Appendix, "How repeatable are these numbers?").
+    """The chapters' configuration of ``model``.
 
     "cnn" is :func:`hw2lib.cnn_runs.cnn_config` at the chosen rate 5e-4; the translators are
-    :func:`hw2lib.translate.seq2seq_config`.
+    :func:`hw2lib.seq2seq_runs.seq2seq_config`.
     """
     _check_model(model)
     if model == "cnn":
         return cnn_runs.cnn_config(CNN_LEARNING_RATE, variant=CNN_VARIANT, profile=profile)
-    return translate.seq2seq_config(model == "seq2seq-attention", profile=profile)
+    return seq2seq_runs.seq2seq_config(model == "seq2seq-attention", profile=profile)
 
 
 def with_seed(config: dict, seed: int) -> dict:
-    """A copy of ``config`` with ``"seed": seed``; nothing else changes (Appendix, reliability)."""
+    """A copy of ``config`` with ``"seed": seed``; nothing else changes."""
     _check_seed(seed)
     if "seed" not in config:
         raise ValueError("the configuration has no 'seed' entry; is it a run configuration?")
@@ -74,10 +68,10 @@ def with_seed(config: dict, seed: int) -> dict:
 
 
 def seed_run_name(model: str, config: dict) -> str:
-    """The run's folder name (Appendix, reliability): the chapter's own name for the chapter's seed,
+    """The run's folder name: the chapter's own name for the chapter's seed,
     ``...-seed43`` otherwise."""
     _check_model(model)
-    name = cnn_runs.run_name(config) if model == "cnn" else translate.run_name(config)
+    name = cnn_runs.run_name(config) if model == "cnn" else seq2seq_runs.run_name(config)
     default_seed = base_config(model, profile=config["profile"])["seed"]
     return name if config["seed"] == default_seed else f"{name}-seed{config['seed']}"
 
@@ -85,24 +79,13 @@ def seed_run_name(model: str, config: dict) -> str:
 def _train_function(model: str, device: str, progress: bool) -> Callable[[dict, Path], dict]:
     if model == "cnn" or model == "kmnist-classification":
         return lambda config, run_dir: cnn_runs.train_kmnist_run(config, run_dir, device=device, progress=progress)
-    return lambda config, run_dir: translate.train_seq2seq_run(config, run_dir, device=device, progress=progress)
-
-
-def drop_weights(run: Run) -> list[str]:
-    """Delete a run's stored weight files; return the names deleted (Appendix, reliability)."""
-    deleted = []
-    for name in WEIGHT_FILES:
-        path = run.path / name
-        if path.is_file():
-            path.unlink()
-            deleted.append(name)
-    return deleted
+    return lambda config, run_dir: seq2seq_runs.train_seq2seq_run(config, run_dir, device=device, progress=progress)
 
 
 def get_seed_run(model: str, seed: int, *, profile: str | None = None, keep_weights: bool | None = None,
                  device: str = "auto", progress: bool = True) -> Run:
     """The stored run of ``model`` trained with ``seed``, trained first if there is none
-    (Appendix, "How repeatable are these numbers?").
+   .
 
     The chapter's seed gives exactly the chapter's run (same configuration, same folder). Runs
     with any other seed keep no weights unless ``keep_weights=True``: the training functions
@@ -113,12 +96,12 @@ def get_seed_run(model: str, seed: int, *, profile: str | None = None, keep_weig
     is_chapter_run = seed == base_config(model, profile=config["profile"])["seed"]
     run = get_or_train(seed_run_name(model, config), config, _train_function(model, device, progress))
     if not (is_chapter_run if keep_weights is None else keep_weights):
-        drop_weights(run)  # also cleans up after a process that stopped between the metrics and this line
+        prune_weights(run)  # also cleans up after a process that stopped between the metrics and this line
     return run
 
 
 def seed_runs(model: str, seeds: Sequence[int] = SEEDS, **options) -> dict[int, Run]:
-    """``{seed: run}`` for ``model`` over ``seeds`` (Appendix, reliability); options go to :func:`get_seed_run`."""
+    """``{seed: run}`` for ``model`` over ``seeds``; options go to :func:`get_seed_run`."""
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"seeds must be distinct and at least one, got {list(seeds)}")
     return {seed: get_seed_run(model, seed, **options) for seed in seeds}
@@ -126,7 +109,7 @@ def seed_runs(model: str, seeds: Sequence[int] = SEEDS, **options) -> dict[int, 
 
 def replay(run: Run, *, epochs: int = 1, threads: int | None = None, progress: bool = False) -> dict:
     """Train the first ``epochs`` epochs of a stored run again and compare them with its stored history
-    (Appendix, "How repeatable are these numbers?").
+   .
 
     The replay uses the stored run's configuration and device, and its torch thread count unless
     ``threads`` names another (on a CPU the count can change the order in which sums are taken, and
@@ -159,7 +142,7 @@ def replay(run: Run, *, epochs: int = 1, threads: int | None = None, progress: b
 
 
 def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n - 1 in the denominator; 0.0 for one value) (Appendix, reliability)."""
+    """Mean and sample standard deviation (n - 1 in the denominator; 0.0 for one value)."""
     values = [float(value) for value in values]
     if not values:
         raise ValueError("no values to summarise")
@@ -169,10 +152,10 @@ def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def reference_range(model: str, split: str) -> tuple[float, float]:
-    """(lowest, highest) published figure for ``model`` on ``split`` ("dev" or "test") (Appendix, reliability).
+    """(lowest, highest) published figure for ``model`` on ``split`` ("dev" or "test").
 
     From the chapters' tables of reference results: :data:`hw2lib.cnn_runs.REFERENCE_RESULTS`
-    and :data:`hw2lib.translate.PUBLISHED_ERRORS`.
+    and :data:`hw2lib.seq2seq_runs.PUBLISHED_ERRORS`.
     """
     _check_model(model)
     if split not in ("dev", "test"):
@@ -181,13 +164,13 @@ def reference_range(model: str, split: str) -> tuple[float, float]:
         index = 0 if split == "dev" else 1
         figures = [results[CNN_LEARNING_RATE][index] for results in cnn_runs.REFERENCE_RESULTS.values()]
     else:
-        figures = translate.PUBLISHED_ERRORS[model == "seq2seq-attention"]["val" if split == "dev" else "test"]
+        figures = seq2seq_runs.PUBLISHED_ERRORS[model == "seq2seq-attention"]["val" if split == "dev" else "test"]
     return min(figures), max(figures)
 
 
 def summary_rows(runs_by_model: dict[str, dict[int, Run]]) -> list[dict]:
     """One row per model and split: the chapter's single-seed figure, the mean and standard deviation
-    over the seeds, each seed's figure and the published range (Appendix, reliability).
+    over the seeds, each seed's figure and the published range.
 
     Each row also says where the mean lies against the published range (``published_position``:
     "below", "inside" or "above", and ``published_distance``, 0.0 inside), how many seeds fall
@@ -224,7 +207,7 @@ def summary_rows(runs_by_model: dict[str, dict[int, Run]]) -> list[dict]:
 
 def binomial_standard_error(accuracy: float, examples: int) -> float:
     """sqrt(p (1 - p) / n): how far an accuracy ``p`` measured on ``examples`` test items may be from
-    the model's true accuracy, from the finite test set alone (Appendix, reliability)."""
+    the model's true accuracy, from the finite test set alone."""
     if not 0.0 <= accuracy <= 1.0:
         raise ValueError(f"an accuracy lies between 0 and 1, got {accuracy}")
     if examples < 1:
@@ -233,7 +216,7 @@ def binomial_standard_error(accuracy: float, examples: int) -> float:
 
 
 def attention_gain(rows: list[dict], split: str = "test") -> dict:
-    """How much attention lowers the error on ``split`` over the seeds (Appendix, reliability):
+    """How much attention lowers the error on ``split`` over the seeds:
     ``gain`` (difference of the means), ``gain_in_stds`` (over the larger standard deviation) and
     ``separated`` (even the worst attention seed beats the best seed without attention)."""
     by_model = {row["model"]: row for row in rows if row["split"] == split}
@@ -247,7 +230,7 @@ def attention_gain(rows: list[dict], split: str = "test") -> dict:
 
 
 def format_rows(rows: list[dict]) -> str:
-    """``rows`` of :func:`summary_rows` as a fixed-width text table (Appendix, reliability)."""
+    """``rows`` of :func:`summary_rows` as a fixed-width text table."""
     header = (f"{'model':<26} {'figure':<16} {'seed 42':>8} {'mean +- std (n)':>22} "
               f"{'published':>15}")
     lines = [header, "-" * len(header)]
@@ -257,63 +240,3 @@ def format_rows(rows: list[dict]) -> str:
         published = f"{row['reference_low']:.4f}-{row['reference_high']:.4f}"
         lines.append(f"{row['label']:<26} {row['metric']:<16} {chapter:>8} {spread:>22} {published:>15}")
     return "\n".join(lines)
-
-
-def plot_seed_spread(rows: list[dict]):
-    """Each seed's figure as a dot, the mean +- std as a bar, the published range as a grey band,
-    one panel per model (Appendix, "How repeatable are these numbers?"). Returns the Figure."""
-    import matplotlib.pyplot as plt
-
-    if not rows:
-        raise ValueError("no rows to plot")
-    models = list(dict.fromkeys(row["model"] for row in rows))
-    figure, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models), 3.2), squeeze=False)
-    for axis, model in zip(axes[0], models):
-        model_rows = [row for row in rows if row["model"] == model]
-        for position, row in enumerate(model_rows):
-            axis.axhspan(row["reference_low"], row["reference_high"], xmin=(position + 0.1) / len(model_rows),
-                         xmax=(position + 0.9) / len(model_rows), color="0.85", zorder=0,
-                         label="published range" if position == 0 else None)
-            axis.errorbar([position], [row["mean"]], yerr=[row["std"]], fmt="s", color="C0", capsize=6,
-                          label="mean ± std" if position == 0 else None)
-            count = len(row["values"])
-            offsets = [position - 0.12 * (count - index) for index in range(count)]  # left of the mean bar
-            axis.scatter(offsets, row["values"], color="C1", s=18, zorder=3, label="one seed" if position == 0 else None)
-            if row["chapter_value"] is not None:
-                axis.scatter([position + 0.2], [row["chapter_value"]], marker="*", s=80, color="C3", zorder=4,
-                             label=f"seed {row['chapter_seed']} (chapter)" if position == 0 else None)
-        axis.set_xticks(range(len(model_rows)), [row["metric"] for row in model_rows])
-        axis.set_xlim(-0.5, len(model_rows) - 0.5)
-        axis.set_title(model_rows[0]["label"], fontsize=10)
-        _, _, kind, higher_is_better = MODEL_METRICS[model]
-        axis.set_ylabel(f"{kind} ({'higher' if higher_is_better else 'lower'} is better)")
-        axis.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="best")
-    figure.tight_layout()
-    return figure
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m hw2lib.seeds``: train (or load) seed runs one after the other; print each result."""
-    parser = argparse.ArgumentParser(prog="python -m hw2lib.seeds", description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", choices=MODELS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    parser.add_argument("--threads", type=positive_int, default=None, help=(
-        "torch CPU threads (default: torch's own choice, every core; give 1 when two trainings share the "
-        "machine, as make reproduce does)"))
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    for model in args.models:
-        for seed in args.seeds:
-            run = get_seed_run(model, seed, device=args.device, progress=not args.no_progress)
-            _, keys, _, _ = MODEL_METRICS[model]
-            figures = ", ".join(f"{key} {run.metrics[key]:.4f}" for key in keys)
-            print(f"{model} seed {seed}: {figures} ({run.metrics['wall_seconds']:.0f} s) -> {run.path}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
