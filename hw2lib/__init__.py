@@ -19,10 +19,21 @@ Models
 Experiments
   ``cnn_runs`` -- chapter 2's stored runs; ``seq2seq_runs`` -- chapter 3's stored runs;
   ``translate`` -- translating any Spanish text; ``seed_runs`` -- the appendix's seed study;
-  ``exercises`` -- checkers for a student's own code in every chapter's exercises;
-  ``web_export`` -- the stored models' weights for the book's live JavaScript panels.
+  ``exercises`` -- checkers for a student's own code in every chapter's exercises (import them from here);
+  ``exercise_checks`` -- what every checker shares: the result, the hints of the usual mistakes;
+  ``exercises_ch1`` -- chapter 1's checkers (Q1.1 (a)-(c), Q1.2);
+  ``exercises_ch2`` -- chapter 2's checkers (the CNN, Q2.1 and Q2.4);
+  ``exercises_ch3`` -- chapter 3's checkers (greedy decoding, bilinear attention, beam search);
+  ``web_export`` -- the stored models' weights for the book's live JavaScript panels;
+  ``notebook_status`` -- the "where you are" cell that opens every chapter notebook.
 Figures and interaction
-  ``plots`` -- every figure, one section per chapter; ``widgets`` -- the notebooks' ipywidgets.
+  ``plots`` -- every figure and table of the book (import them from here);
+  ``plot_style`` -- the book's look, shared by every figure, and the Markdown tables;
+  ``plots_ch1`` -- chapter 1's figures: convolution matrices, heatmaps, parameter counts;
+  ``plots_ch2`` -- chapter 2's figures: images, learning curves, filters, feature maps, errors;
+  ``plots_ch3`` -- chapter 3's figures: attention heatmaps, the decoders compared;
+  ``plots_appendix`` -- the appendix's figure: the spread of the seed study;
+  ``widgets`` -- the notebooks' ipywidgets.
 Command line
   ``cli`` -- ``python -m hw2lib``: every experiment as a subcommand.
 """

@@ -10,25 +10,39 @@ Explained in chapter 2 ("Reproducing the runs"). Commands:
 Adding a command: write ``add_<name>_command(subparsers)`` that creates its subparser
 with ``subparsers.add_parser(...)`` and sets ``handler=<function(args) -> int>`` with
 ``set_defaults``, then list it in :data:`COMMANDS`. A handler reports bad input by
-raising :class:`CommandError` (or ValueError / DataError); :func:`main` prints one
-line and exits with status 2 (bad arguments) or 1 (data or run failure), no traceback.
+raising :class:`CommandError` (or ValueError, or any :class:`~hw2lib.utils.OneLineError`);
+:func:`main` prints one line, no traceback, and exits with the status of its kind
+(:data:`EXIT_STATUS`).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .download import DataError
 from .kmnist import VARIANTS
+from .runs import MAX_EPOCHS, METRICS_FILE, Run, TrainingInterrupted, load_run, recovery_advice, run_folder
+from .utils import MAX_THREADS, OneLineError, StoredFileError, set_threads
+
+EXIT_BAD_ARGUMENTS = 2
+EXIT_INTERRUPTED = TrainingInterrupted.exit_code
+#: Exit status of ``python -m hw2lib`` -> what it means.
+EXIT_STATUS = {0: "done", EXIT_BAD_ARGUMENTS: "bad arguments: an option, a value or HW2LIB_PROFILE that cannot be used",
+               DataError.exit_code: "bad data: a data file is missing, damaged, of the wrong size, or could not be "
+                                    "downloaded before its deadline",
+               StoredFileError.exit_code: "bad stored run: a file in the results folder is damaged or foreign, or the "
+                                          "folder cannot be written",
+               EXIT_INTERRUPTED: "interrupted (Ctrl-C): a run keeps its last checkpoint; the same command resumes it"}
 
 
-class CommandError(Exception):
+class CommandError(OneLineError):
     """Bad input found after parsing; its message is printed as the one error line."""
+
+    exit_code = EXIT_BAD_ARGUMENTS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +52,8 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         # So that "--lr -5e-4" reaches the lr check instead of "expected one argument"
         # (argparse's default pattern knows no exponent).
-        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+        self._negative_number_matcher = re.compile(r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)$",
+                                                   re.IGNORECASE)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -70,8 +85,10 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-MAX_EPOCHS = 1000
-MAX_THREADS = 4 * (os.cpu_count() or 1)  # torch crashes on absurd thread counts; more than the cores never helps
+VARIANT_HELP = ("KMNIST data variant; auto: a variant whose run is already stored (the course split first, no "
+                "download), else the course split when its 60,000 training images can be had, else kmnist-t10k")
+RETRAIN_HELP = ("train again even if the run is stored; the stored run is replaced only once the new one is "
+                "complete (and stays if training fails)")
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -83,21 +100,22 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         f"CPU threads for torch, 1 to {MAX_THREADS} (default: torch's own choice, every core, the fastest for one run at a time; "
         "give 1 when two trainings share the machine, as make reproduce does, or to repeat the stored runs "
         "bit for bit: they were trained on one thread)"))
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help=(
+        "no per-batch progress bars: one progress line per run that trains (for logs)"))
 
 
 def add_cnn_command(subparsers) -> None:
-    """``cnn``: one KMNIST configuration (Chapter 2)."""
+    """``cnn``: one KMNIST configuration (chapter 2)."""
     parser = subparsers.add_parser("cnn", help="train (or load) one KMNIST run", description=(
         "Train one KMNIST configuration and store it under results/<profile>/; a stored run with the "
         "same configuration is loaded instead."))
     parser.add_argument("--lr", type=positive_float, default=5e-4, help="learning rate (default 5e-4)")
     parser.add_argument("--epochs", type=whole_number(1, MAX_EPOCHS), default=None,
                         help=f"epochs, 1 to {MAX_EPOCHS} (default: the profile's)")
-    parser.add_argument("--variant", choices=("auto", *VARIANTS), default="auto", help="KMNIST data variant")
+    parser.add_argument("--variant", choices=("auto", *VARIANTS), default="auto", help=VARIANT_HELP)
     parser.add_argument("--model", choices=("cnn", "fc"), default="cnn", help="the CNN or the fully connected baseline")
     parser.add_argument("--permuted", action="store_true", help="shuffle the pixels (one fixed permutation)")
-    parser.add_argument("--retrain", action="store_true", help="train again even if the run is stored")
+    parser.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
     add_common_options(parser)
     parser.set_defaults(handler=run_cnn_command)
 
@@ -105,52 +123,89 @@ def add_cnn_command(subparsers) -> None:
 def add_sweep_command(subparsers) -> None:
     """``sweep``: every run of chapter 2."""
     parser = subparsers.add_parser("sweep", help="every run of chapter 2 and a summary table", description=(
-        "The three learning rates of Q2.4 and the CNN-vs-FC comparison of Q2.3; stored runs are loaded."))
-    parser.add_argument("--variant", choices=("auto", *VARIANTS), default="auto", help="KMNIST data variant")
+        "The three learning rates of Q2.4, the CNN-vs-FC comparison of Q2.3 and the dead-unit probes; stored "
+        "runs are loaded. Weights: of the runs this command trains itself, only the best learning rate's CNN "
+        "keeps its weights (the others keep their metrics, to keep results/ small); runs stored before, for "
+        "instance by the cnn command, keep theirs."))
+    parser.add_argument("--variant", choices=("auto", *VARIANTS), default="auto", help=VARIANT_HELP)
     add_common_options(parser)
     parser.set_defaults(handler=run_sweep_command)
 
 
 def _prepare(args: argparse.Namespace) -> dict:
     """Apply --threads and check --device; return the options every run takes."""
-    import torch
-
     from .utils import choose_device
 
     if args.threads is not None:
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     choose_device(args.device)  # fails early, with one line, on a device this machine lacks
     return {"variant": args.variant, "profile": args.profile, "device": args.device, "progress": not args.no_progress}
+
+
+def _stored_variant(args: argparse.Namespace, learning_rate: float, model: str = "cnn", pixels: str = "original",
+                    epochs: int | None = None) -> str:
+    """--variant, with "auto" resolved without the network when the run is stored for a variant."""
+    from .cnn_runs import cnn_config, run_name
+    from .kmnist import resolve_variant
+
+    def stored(variant: str) -> bool:
+        config = cnn_config(learning_rate, model=model, pixels=pixels, variant=variant, profile=args.profile,
+                            epochs=epochs)
+        return load_run(run_folder(run_name(config), config)) is not None
+
+    return resolve_variant(args.variant, stored=stored)
+
+
+_READ = object()  # _number's default: read the value from the run's metrics
+
+
+def _number(run: Run, key: str, value: Any = _READ) -> float | None:
+    """A figure of a stored run (None for a diverged run's null); anything else is a bad stored run."""
+    value = run.metrics[key] if value is _READ else value
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    raise StoredFileError(f"{run.path / METRICS_FILE}: {key!r} is {value!r}, not a number; {recovery_advice(run.path)}")
+
+
+def _shown(run: Run, key: str, digits: int = 4) -> str:
+    value = _number(run, key)
+    return "nan" if value is None else f"{value:.{digits}f}"
 
 
 def run_cnn_command(args: argparse.Namespace) -> int:
     from .cnn_runs import get_cnn_run
 
     options = _prepare(args)
-    run = get_cnn_run(args.lr, model=args.model, pixels="permuted" if args.permuted else "original",
-                      epochs=args.epochs, retrain=args.retrain, **options)
-    metrics = run.metrics
-
-    def shown(value) -> str:  # a diverged run stores null
-        return "nan" if value is None else f"{value:.4f}"
-
-    print(f"{run.path.name}: dev accuracy {shown(metrics['dev_accuracy'])}, test accuracy {shown(metrics['test_accuracy'])} "
-          f"after {run.config['epochs']} epochs ({metrics['seconds_per_epoch']:.2f} s/epoch) -> {run.path}")
+    pixels = "permuted" if args.permuted else "original"
+    options["variant"] = _stored_variant(args, args.lr, args.model, pixels, args.epochs)
+    run = get_cnn_run(args.lr, model=args.model, pixels=pixels, epochs=args.epochs, retrain=args.retrain, **options)
+    print(f"{run.path.name}: dev accuracy {_shown(run, 'dev_accuracy')}, test accuracy {_shown(run, 'test_accuracy')} "
+          f"after {run.config['epochs']} epochs ({_shown(run, 'seconds_per_epoch', 2)} s/epoch) -> {run.path}")
     return 0
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from .cnn_runs import best_run, chapter_sweep, format_table, summary_rows
+    from .cnn_runs import COMPARISON_LEARNING_RATE, best_run, chapter_sweep, format_table, summary_rows
 
-    sweep, comparison, probes = chapter_sweep(**_prepare(args))
+    options = _prepare(args)
+    options["variant"] = _stored_variant(args, COMPARISON_LEARNING_RATE)
+    sweep, comparison, probes = chapter_sweep(**options)
+    for run in [*sweep.values(), *comparison.values()]:
+        for key in ("dev_accuracy", "test_accuracy", "seconds_per_epoch"):
+            _number(run, key)
     print(format_table(summary_rows(sweep, comparison)))
     rate, best = best_run(sweep)
     print(f"best learning rate on dev: {rate:g} ({best.path})")
     for probe_rate, probe in probes.items():
-        dead = ", ".join(f"{layer} {fraction:.0%}" for layer, fraction in probe.metrics["dead_units"].items())
+        dead_units = probe.metrics["dead_units"]
+        if not isinstance(dead_units, dict):
+            raise StoredFileError(f"{probe.path / METRICS_FILE}: 'dead_units' is not a table of layers; "
+                                  f"{recovery_advice(probe.path)}")
+        fractions = {layer: _number(probe, layer, fraction) for layer, fraction in dead_units.items()}
+        dead = ", ".join(f"{layer} {'nan' if value is None else f'{value:.0%}'}" for layer, value in fractions.items())
         print(f"dead ReLU units after {probe.metrics['steps']} steps at lr {probe_rate:g}: {dead}")
-    total = sum(run.metrics["wall_seconds"] for run in {run.path: run for run in
-                                                        [*sweep.values(), *comparison.values(), *probes.values()]}.values())
+    runs = {run.path: run for run in [*sweep.values(), *comparison.values(), *probes.values()]}.values()
+    total = sum(_number(run, "wall_seconds") or 0.0 for run in runs)
     print(f"training time of all stored runs: {total / 60:.1f} min")
     return 0
 
@@ -164,7 +219,7 @@ def add_seq2seq_command(subparsers) -> None:
                         help="model (a) without attention, (b) with it, or both (default)")
     parser.add_argument("--epochs", type=whole_number(1, MAX_EPOCHS), default=None,
                         help=f"epochs, 1 to {MAX_EPOCHS} (default: the profile's)")
-    parser.add_argument("--retrain", action="store_true", help="train again even if the run is stored")
+    parser.add_argument("--retrain", action="store_true", help=RETRAIN_HELP)
     add_common_options(parser)
     parser.set_defaults(handler=run_seq2seq_command, variant="course")
 
@@ -176,9 +231,8 @@ def run_seq2seq_command(args: argparse.Namespace) -> int:
     options.pop("variant")  # the course's files: the only data the homework's numbers refer to
     for attention in {"no": [False], "yes": [True], "both": [False, True]}[args.attention]:
         run = get_seq2seq_run(attention, epochs=args.epochs, retrain=args.retrain, **options)
-        metrics = run.metrics
-        print(f"{run.path.name}: val error {metrics['val_error']:.4f}, test error {metrics['test_error']:.4f} "
-              f"after {run.config['epochs']} epochs ({metrics['seconds_per_epoch']:.2f} s/epoch) -> {run.path}")
+        print(f"{run.path.name}: val error {_shown(run, 'val_error')}, test error {_shown(run, 'test_error')} "
+              f"after {run.config['epochs']} epochs ({_shown(run, 'seconds_per_epoch', 2)} s/epoch) -> {run.path}")
     return 0
 
 
@@ -206,17 +260,22 @@ def run_seeds_command(args: argparse.Namespace) -> int:
         for seed in args.seeds:
             run = get_seed_run(model, seed, **options)
             _, keys, _, _ = MODEL_METRICS[model]
-            figures = ", ".join(f"{key} {run.metrics[key]:.4f}" for key in keys)
-            print(f"{model} seed {seed}: {figures} ({run.metrics['wall_seconds']:.0f} s) -> {run.path}", flush=True)
+            figures = ", ".join(f"{key} {_shown(run, key)}" for key in keys)
+            print(f"{model} seed {seed}: {figures} ({_shown(run, 'wall_seconds', 0)} s) -> {run.path}", flush=True)
     return 0
 
 
+#: The functions that add each subcommand to the parser, in the order ``--help`` lists them.
 COMMANDS: list[Callable] = [add_cnn_command, add_sweep_command, add_seq2seq_command, add_seeds_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every command of :data:`COMMANDS`."""
-    parser = _Parser(prog="python -m hw2lib", description="Train and store the runs of hw2book.")
+    statuses = "\n".join(f"  {status:<4} {meaning}" for status, meaning in EXIT_STATUS.items())
+    parser = _Parser(prog="python -m hw2lib", description="Train and store the runs of hw2book.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=(
+                         "Every failure is one line on stderr that names the file or option and what to do.\n"
+                         f"exit status:\n{statuses}"))
     subparsers = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
     subparsers.required = True
     for add_command in COMMANDS:
@@ -225,17 +284,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; errors are one line on stderr (Chapter 2)."""
+    """Parse ``argv`` and run the command; a failure is one line on stderr and the exit status of its kind
+    (:data:`EXIT_STATUS`; chapter 2)."""
     args = build_parser().parse_args(argv)
+    prefix = f"python -m hw2lib {args.command}"
     try:
         return args.handler(args)
-    except (CommandError, ValueError) as error:
-        print(f"python -m hw2lib {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except DataError as error:
-        print(f"python -m hw2lib {args.command}: data error: {error}", file=sys.stderr)
-        return 1
+    except OneLineError as error:
+        print(f"{prefix}: {error.kind}: {error}", file=sys.stderr)
+        return error.exit_code
+    except ValueError as error:
+        print(f"{prefix}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    except TrainingInterrupted as error:
+        print(f"{prefix}: interrupted: {error}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print(f"python -m hw2lib {args.command}: interrupted; run it again to resume from the checkpoint",
-              file=sys.stderr)
-        return 130
+        print(f"{prefix}: interrupted; nothing was being trained", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -20,7 +20,8 @@ from torch import nn
 
 from .cnn import accuracy, build_model, dead_units, permute_pixels
 from .kmnist import KMNIST, load_kmnist, resolve_variant
-from .runs import Run, checkpoint_file, get_or_train, profile_settings, prune_weights, save_weights
+from .runs import (Run, canonical_json, checkpoint_file, get_or_train, load_run, profile_settings, prune_weights,
+                   run_folder, save_weights)
 from .train import train
 from .utils import choose_device, count_parameters, model_device
 
@@ -94,8 +95,8 @@ def cnn_config(learning_rate: float, *, model: str = "cnn", pixels: str = "origi
                profile: str | None = None, epochs: int | None = None) -> dict:
     """The configuration of one KMNIST run; it is what keys the stored run.
 
-    ``variant="auto"`` is resolved here to the variant actually available, so the key
-    names the data the run really used.
+    ``variant="auto"`` is resolved here, so the key names the data the run really uses: a variant for
+    which this run is already stored (no network needed), else the variant available.
     """
     profile, settings = profile_settings(PROFILE_SETTINGS, profile, epochs)
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
@@ -104,12 +105,20 @@ def cnn_config(learning_rate: float, *, model: str = "cnn", pixels: str = "origi
         raise ValueError(f"unknown model {model!r}; choose cnn or fc")
     if pixels not in PIXEL_ORDERS:
         raise ValueError(f"unknown pixel order {pixels!r}; choose {' or '.join(PIXEL_ORDERS)}")
-    return {
-        "task": "kmnist-classification", "model": model, "variant": resolve_variant(variant), "pixels": pixels,
-        "learning_rate": float(learning_rate), **settings,
-        # oneDNN's convolutions run ~15% faster on CPU in this layout; runs stay repeatable.
-        "channels_last": model == "cnn", "fused_adam": True, "profile": profile,
-    }
+
+    def config_for(chosen: str) -> dict:
+        return {
+            "task": "kmnist-classification", "model": model, "variant": chosen, "pixels": pixels,
+            "learning_rate": float(learning_rate), **settings,
+            # oneDNN's convolutions run ~15% faster on CPU in this layout; runs stay repeatable.
+            "channels_last": model == "cnn", "fused_adam": True, "profile": profile,
+        }
+
+    def stored(chosen: str) -> bool:
+        config = config_for(chosen)
+        return load_run(run_folder(run_name(config), config)) is not None
+
+    return config_for(resolve_variant(variant, stored=stored))
 
 
 def run_name(config: dict) -> str:
@@ -164,6 +173,14 @@ def train_kmnist_run(config: dict, run_dir: Path, *, device: str = "auto", progr
     }
 
 
+def dead_unit_config(learning_rate: float, *, examples: int = 2000, variant: str = "auto",
+                     profile: str | None = None) -> tuple[str, dict]:
+    """The run name and configuration of :func:`dead_unit_probe`."""
+    config = cnn_config(learning_rate, variant=variant, profile=profile, epochs=1)
+    config.update(task="kmnist-dead-units", train_examples=examples)
+    return f"cnn-{config['variant']}-dead-units-lr{learning_rate:g}", config
+
+
 def dead_unit_probe(learning_rate: float, *, examples: int = 2000, variant: str = "auto", profile: str | None = None,
                     device: str = "auto", progress: bool = False) -> Run:
     """A stored short run (one epoch on ``examples`` images) that records the CNN's dead ReLU units.
@@ -172,8 +189,7 @@ def dead_unit_probe(learning_rate: float, *, examples: int = 2000, variant: str 
     set}, see :func:`hw2lib.cnn.dead_units`) before and after that epoch, which shows
     how a too-large learning rate kills the network early. No weights are kept.
     """
-    config = cnn_config(learning_rate, variant=variant, profile=profile, epochs=1)
-    config.update(task="kmnist-dead-units", train_examples=examples)
+    name, config = dead_unit_config(learning_rate, examples=examples, variant=variant, profile=profile)
 
     def train_fn(config: dict, run_dir: Path) -> dict:
         torch.manual_seed(config["seed"])
@@ -183,7 +199,7 @@ def dead_unit_probe(learning_rate: float, *, examples: int = 2000, variant: str 
                 "dead_units": dead_units(model, data.dev[0]), "dev_accuracy": history[-1]["dev_accuracy"],
                 "steps": -(-examples // config["batch_size"]), "device": device_name}
 
-    return get_or_train(f"cnn-{config['variant']}-dead-units-lr{learning_rate:g}", config, train_fn)
+    return get_or_train(name, config, train_fn)
 
 
 def get_cnn_run(learning_rate: float, *, model: str = "cnn", pixels: str = "original", variant: str = "auto",
@@ -213,7 +229,8 @@ def best_run(runs: dict[float, Run]) -> tuple[float, Run]:
 
 
 def keep_only_best_weights(runs: dict[float, Run]) -> Run:
-    """Delete the stored weights of every sweep run but the best one (keeps results small)."""
+    """Delete the stored weights of every sweep run but the best one (keeps results small); only the
+    weights of runs trained in this call are deleted (:func:`hw2lib.runs.prune_weights`)."""
     _, best = best_run(runs)
     for run in runs.values():
         if run.path != best.path:
@@ -236,6 +253,15 @@ def chapter_sweep(**options) -> tuple[dict[float, Run], dict[tuple[str, str], Ru
         if run.path != best.path:
             prune_weights(run)
     return sweep, comparison, probes
+
+
+def chapter_plan(*, variant: str = "auto", profile: str | None = None) -> list[tuple[str, dict]]:
+    """(run name, configuration) of every stored run chapter 2 reads, without loading or training any."""
+    configs = [cnn_config(rate, variant=variant, profile=profile) for rate in LEARNING_RATES]
+    configs += [cnn_config(COMPARISON_LEARNING_RATE, model=model, pixels=pixels, variant=variant, profile=profile)
+                for model, pixels in COMPARISON]
+    plan = list({run_name(config) + canonical_json(config): (run_name(config), config) for config in configs}.values())
+    return plan + [dead_unit_config(rate, variant=variant, profile=profile) for rate in LEARNING_RATES]
 
 
 def summary_rows(sweep: dict[float, Run], comparison: dict[tuple[str, str], Run]) -> list[dict]:
@@ -266,6 +292,7 @@ def format_table(rows: list[dict]) -> str:
 # Published results the chapter compares with (HOMEWORK.md). The course's runs used the
 # "kmnist" split (50,000 training images); the KMNIST authors trained on all 60,000 and
 # tested on the official 10,000.
+#: Published (dev, test) accuracies per learning rate the chapter compares with.
 REFERENCE_RESULTS = {
     "seed report": {1e-5: (0.9568, 0.8938), 5e-4: (0.9857, 0.9541), 1e-2: (0.1022, 0.1000)},
     "another group": {1e-5: (0.9559, 0.8896), 5e-4: (0.9843, 0.9598), 1e-2: (0.9298, 0.8404)},

@@ -61,7 +61,7 @@ def conv_output_size(input_size: int, kernel_size: int, stride: int = 1, padding
 def conv_output_shape(input_shape: IntPair, kernel_shape: IntPair,
                       stride: IntPair = 1, padding: IntPair = 0) -> tuple[int, int]:
     """Output shape ``(H', W')`` of a 2-D convolution; with the defaults (valid convolution)
-    ``(H - M + 1, W - N + 1)``. Chapter 1, Question 1 (a)."""
+    ``(H - M + 1, W - N + 1)``. chapter 1, Q1.1 (a)."""
     (height, width), (kernel_height, kernel_width) = _pair(input_shape, "input shape"), _pair(kernel_shape, "kernel shape")
     (stride_h, stride_w), (pad_h, pad_w) = _pair(stride, "stride"), _pair(padding, "padding", minimum=0)
     return (conv_output_size(height, kernel_height, stride_h, pad_h),
@@ -115,7 +115,7 @@ def flip_kernel(kernel: torch.Tensor) -> torch.Tensor:
 
 
 def kernel_index_at(row: int, col: int, input_shape: IntPair, kernel_shape: IntPair) -> tuple[int, int] | None:
-    """The element rule of **M** (chapter 1, Question 1 (b)): which kernel entry sits at ``M[row, col]``.
+    """The element rule of **M** (chapter 1, Q1.1 (b)): which kernel entry sits at ``M[row, col]``.
 
     With ``row = a W' + b`` and ``col = c W + d``: ``(c - a, d - b)`` when ``0 <= c-a < M`` and
     ``0 <= d-b < N``, else ``None`` (the entry is 0).
@@ -154,7 +154,7 @@ def _conv_matrix_coordinates(kernel: torch.Tensor, input_shape: IntPair):
 
 
 def conv_matrix(kernel: torch.Tensor, input_shape: IntPair) -> torch.Tensor:
-    """Dense **M** in R^{H'W' x HW} with ``vec(conv2d(x, K)) = M vec(x)`` (chapter 1, Question 1 (b)).
+    """Dense **M** in R^{H'W' x HW} with ``vec(conv2d(x, K)) = M vec(x)`` (chapter 1, Q1.1 (b)).
 
     Differentiable in ``kernel``. For the true convolution use ``conv_matrix(flip_kernel(K), ...)``.
     """
@@ -207,13 +207,13 @@ def _check_matrix(matrix: torch.Tensor) -> torch.Tensor:
 
 
 def is_toeplitz(matrix: torch.Tensor) -> bool:
-    """Constant along every diagonal: ``A[i, j] = A[i+1, j+1]`` (rectangular allowed). Chapter 1."""
+    """Constant along every diagonal: ``A[i, j] = A[i+1, j+1]`` (rectangular allowed). (chapter 1)"""
     matrix = _check_matrix(matrix)
     return bool(torch.equal(matrix[1:, 1:], matrix[:-1, :-1]))
 
 
 def is_circulant(matrix: torch.Tensor) -> bool:
-    """Square and Toeplitz with wrap-around: each row is the previous one shifted right by one. Chapter 1."""
+    """Square and Toeplitz with wrap-around: each row is the previous one shifted right by one. (chapter 1)"""
     matrix = _check_matrix(matrix)
     if matrix.shape[0] != matrix.shape[1]:
         return False
@@ -230,7 +230,7 @@ def _blocks(matrix: torch.Tensor, block_shape: tuple[int, int]) -> torch.Tensor 
 
 def is_doubly_block_toeplitz(matrix: torch.Tensor, block_shape: IntPair) -> bool:
     """Blocks of ``block_shape`` form a Toeplitz pattern (block (r, s) depends on s - r only) and every
-    block is itself Toeplitz. Chapter 1: the valid **M** with blocks of shape ``(W', W)``."""
+    block is itself Toeplitz. Chapter 1 uses it for the valid **M** with blocks of shape ``(W', W)``."""
     blocks = _blocks(_check_matrix(matrix), block_shape)
     if blocks is None:
         return False
@@ -259,7 +259,7 @@ def _pooled_positions(input_shape: IntPair, kernel_shape: IntPair) -> int:
 
 def conv_net_parameter_count(input_shape: IntPair, kernel_shape: IntPair, num_classes: int = 3) -> int:
     """Weights of conv(M x N) -> ReLU -> maxpool 2x2/2 -> linear to the classes, no biases:
-    ``MN + classes * floor(H'/2) floor(W'/2)``. Chapter 1, Question 1 (c)."""
+    ``MN + classes * floor(H'/2) floor(W'/2)``. chapter 1, Q1.1 (c)."""
     kernel_height, kernel_width = _pair(kernel_shape, "kernel shape")
     pooled = _pooled_positions(input_shape, kernel_shape)
     return kernel_height * kernel_width + _positive_int(num_classes, "num_classes") * pooled
@@ -267,7 +267,7 @@ def conv_net_parameter_count(input_shape: IntPair, kernel_shape: IntPair, num_cl
 
 def fc_net_parameter_count(input_shape: IntPair, kernel_shape: IntPair, num_classes: int = 3) -> int:
     """Weights when conv + max-pool become one fully connected layer from the HW pixels to h2's size:
-    ``HW floor(H'/2) floor(W'/2) + classes * floor(H'/2) floor(W'/2)``. Chapter 1, Question 1 (c)."""
+    ``HW floor(H'/2) floor(W'/2) + classes * floor(H'/2) floor(W'/2)``. chapter 1, Q1.1 (c)."""
     height, width = _pair(input_shape, "input shape")
     pooled = _pooled_positions(input_shape, kernel_shape)
     return height * width * pooled + _positive_int(num_classes, "num_classes") * pooled
@@ -275,7 +275,7 @@ def fc_net_parameter_count(input_shape: IntPair, kernel_shape: IntPair, num_clas
 
 class ConvNet(nn.Module):
     """Question 1's network without biases: conv -> ReLU -> maxpool 2x2/2 -> linear -> log-softmax.
-    Chapter 1."""
+    (chapter 1)"""
 
     def __init__(self, input_shape: IntPair, kernel_shape: IntPair, num_classes: int = 3) -> None:
         super().__init__()
@@ -290,7 +290,7 @@ class ConvNet(nn.Module):
 
 
 class FullyConnectedNet(nn.Module):
-    """The variant whose conv + max-pool are one linear layer with h2's size (no biases). Chapter 1."""
+    """The variant whose conv + max-pool are one linear layer with h2's size (no biases). (chapter 1)"""
 
     def __init__(self, input_shape: IntPair, kernel_shape: IntPair, num_classes: int = 3) -> None:
         super().__init__()
@@ -316,7 +316,7 @@ def _check_flat(pixels: torch.Tensor) -> torch.Tensor:
 
 def attention_probabilities(pixels: torch.Tensor) -> torch.Tensor:
     """``p_ij = exp(x_i x_j) / sum_k exp(x_i x_k)`` for single-head self-attention with
-    ``W_Q = W_K = W_V = 1`` and no positional encoding (chapter 1, Question 1.2).
+    ``W_Q = W_K = W_V = 1`` and no positional encoding (chapter 1, Q1.2).
 
     Each row's maximum score is subtracted before ``exp`` so large pixels do not overflow.
     """
@@ -327,7 +327,7 @@ def attention_probabilities(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def attention_output(pixels: torch.Tensor) -> torch.Tensor:
-    """``o_i = sum_j p_ij x_j``: each output is an average of the pixel values (chapter 1, Question 1.2)."""
+    """``o_i = sum_j p_ij x_j``: each output is an average of the pixel values (chapter 1, Q1.2)."""
     return attention_probabilities(pixels) @ pixels
 
 

@@ -1,7 +1,7 @@
 """Decoding a trained translator: batched greedy search, batched beam search, scoring outputs,
 and decoding a whole split with its translation scores and timing.
 
-Chapter 3 uses these for the validation error after every epoch (greedy) and for question (c)
+Chapter 3 uses these for the validation error after every epoch (greedy) and for Q3.1 (c)
 (beam search). All decoders run in evaluation mode (no dropout) without gradients, and restore
 the model's previous mode afterwards.
 """
@@ -173,7 +173,7 @@ class _Beams:
 def beam_search(model: Seq2Seq, source: torch.Tensor, source_lengths: torch.Tensor, *, beam_size: int,
                 max_length: int = MAX_DECODING_STEPS, length_normalisation: float = 0.0,
                 keep_attention: bool = False) -> list[Hypothesis]:
-    """Batched beam search (chapter 3, question (c)): all sentences x ``beam_size`` entries in one tensor.
+    """Batched beam search (chapter 3, Q3.1 (c)): all sentences x ``beam_size`` entries in one tensor.
 
     A finished entry stays as it is (score unchanged), an unfinished one is extended by every
     character, and the best ``beam_size`` candidates by total log-probability form the next beam.

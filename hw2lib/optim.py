@@ -1,13 +1,13 @@
 """Adam for small batches: PyTorch's fused kernel without the Python work around it.
 
-Explained in chapter 2 ("Cost"), measured by ``python -m bench`` (README, "Performance").
+Explained and measured on the performance page (``python -m bench``).
 At batch size 8 a training step of the CNN takes about 2 ms on a laptop core, so the
 Python that ``torch.optim.Adam(fused=True).step()`` runs before its one kernel shows: it
 re-checks every parameter, regroups the tensors by device and dtype, and routes the call
 through the functional API, every step. :class:`LeanFusedAdam` is the same optimiser
 (same state, same ``state_dict``, the same kernel, so bit-identical weights) whose ``step``
 calls the kernel directly once every parameter's state exists, and falls back to
-:class:`torch.optim.Adam` for anything unusual (the first step, a closure, a tensor
+``torch.optim.Adam`` for anything unusual (the first step, a closure, a tensor
 learning rate, AMSGrad, gradient scaling, mixed devices or dtypes, a missing kernel).
 """
 
@@ -21,7 +21,7 @@ _KERNEL = getattr(torch, "_fused_adam_", None)  # a private op of torch: use it 
 
 
 class LeanFusedAdam(torch.optim.Adam):
-    """``torch.optim.Adam(params, lr, fused=True)`` with a short path per step (Chapter 2, "Cost")."""
+    """``torch.optim.Adam(params, lr, fused=True)`` with a short path per step (chapter 2)."""
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], lr: float = 1e-3, **options) -> None:
         options["fused"] = True

@@ -19,8 +19,10 @@ from typing import Callable, Sequence
 import torch
 
 from . import cnn_runs, seq2seq_runs
-from .runs import Run, get_or_train, prune_weights, without_timings
+from .runs import Run, get_or_train, without_timings
+from .utils import set_threads
 
+#: The seeds of the study; 42 is the chapters' own.
 SEEDS = (42, 43, 44)
 CNN_LEARNING_RATE = 5e-4  # the rate chapter 2 selects on dev
 CNN_VARIANT = "kmnist-t10k"  # the data of chapter 2's stored runs (named, so nothing is probed for)
@@ -84,20 +86,17 @@ def _train_function(model: str, device: str, progress: bool) -> Callable[[dict, 
 
 def get_seed_run(model: str, seed: int, *, profile: str | None = None, keep_weights: bool | None = None,
                  device: str = "auto", progress: bool = True) -> Run:
-    """The stored run of ``model`` trained with ``seed``, trained first if there is none
-   .
+    """The stored run of ``model`` trained with ``seed``, trained first if there is none.
 
-    The chapter's seed gives exactly the chapter's run (same configuration, same folder). Runs
-    with any other seed keep no weights unless ``keep_weights=True``: the training functions
-    write them (the translator needs its best epoch's weights to score it), and they are
-    deleted once the metrics are stored.
+    The chapter's seed gives exactly the chapter's run (same configuration, same folder). Runs with any
+    other seed keep no weights unless ``keep_weights=True``: the store drops them before it stores the
+    run (the translator needs its best epoch's weights to score itself while it trains).
     """
     config = with_seed(base_config(model, profile=profile), seed)
     is_chapter_run = seed == base_config(model, profile=config["profile"])["seed"]
-    run = get_or_train(seed_run_name(model, config), config, _train_function(model, device, progress))
-    if not (is_chapter_run if keep_weights is None else keep_weights):
-        prune_weights(run)  # also cleans up after a process that stopped between the metrics and this line
-    return run
+    keep = is_chapter_run if keep_weights is None else keep_weights
+    return get_or_train(seed_run_name(model, config), config, _train_function(model, device, progress),
+                        keep_weights=keep)
 
 
 def seed_runs(model: str, seeds: Sequence[int] = SEEDS, **options) -> dict[int, Run]:
@@ -105,6 +104,16 @@ def seed_runs(model: str, seeds: Sequence[int] = SEEDS, **options) -> dict[int, 
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"seeds must be distinct and at least one, got {list(seeds)}")
     return {seed: get_seed_run(model, seed, **options) for seed in seeds}
+
+
+def chapter_plan(*, profile: str | None = None) -> list[tuple[str, dict]]:
+    """(run name, configuration) of every stored run the appendix reads, without loading or training any."""
+    plan = []
+    for model in MODELS:
+        for seed in SEEDS:
+            config = with_seed(base_config(model, profile=profile), seed)
+            plan.append((seed_run_name(model, config), config))
+    return plan
 
 
 def replay(run: Run, *, epochs: int = 1, threads: int | None = None, progress: bool = False) -> dict:
@@ -127,7 +136,7 @@ def replay(run: Run, *, epochs: int = 1, threads: int | None = None, progress: b
     threads = threads or run.metrics.get("cpu_threads") or previous_threads
     device = run.metrics.get("device")
     device = "auto" if device in (None, "not recorded") else device
-    torch.set_num_threads(int(threads))
+    set_threads(int(threads))
     try:
         with tempfile.TemporaryDirectory(prefix="hw2lib-replay-") as folder:
             metrics = _train_function(task, device, progress)(config, Path(folder))

@@ -1,7 +1,7 @@
 """The one training loop of the book (chapters 2 and 3): Adam, a history row per epoch, and a
 checkpoint after every epoch from which an interrupted run resumes exactly.
 
-Explained in chapter 2 ("Training"). A problem is a :class:`Task` (its batches, its loss, its dev
+Explained in chapter 2 (Q2.4). A problem is a :class:`Task` (its batches, its loss, its dev
 metrics); :func:`train` owns everything else: seeding, the optimiser, progress bars, the history and
 the checkpoint.
 """
@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .optim import LeanFusedAdam
-from .utils import choose_device, load_torch_file, save_torch_atomically, to_device
+from .utils import StoredFileError, choose_device, load_torch_file, save_torch_atomically, to_device
 
 CHECKPOINT_FORMAT = 1
 
@@ -55,7 +55,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint written by :func:`train`, read safely; anything else raises ValueError naming it."""
     checkpoint = load_torch_file(path, "checkpoint")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a checkpoint of this training loop; delete it to start over")
+        raise StoredFileError(f"{path} is not a checkpoint of this training loop; delete it to start over")
     return checkpoint
 
 
@@ -73,8 +73,8 @@ def _resume(path: Path, epochs: int, model: nn.Module, optimizer: torch.optim.Op
     """Load the checkpoint at ``path`` into the model, optimiser and random states."""
     checkpoint = load_checkpoint(path)
     if checkpoint["epochs_done"] > epochs:
-        raise ValueError(f"checkpoint {path} already holds {checkpoint['epochs_done']} epochs, more than the "
-                         f"{epochs} asked for; delete it to start over")
+        raise StoredFileError(f"checkpoint {path} already holds {checkpoint['epochs_done']} epochs, more than the "
+                              f"{epochs} asked for; delete it to start over")
     saved_threads = checkpoint.get("threads")
     if saved_threads is not None and saved_threads != torch.get_num_threads():
         # CPU kernels split their sums by thread, so the resumed epochs may differ in the last bits.
@@ -85,7 +85,7 @@ def _resume(path: Path, epochs: int, model: nn.Module, optimizer: torch.optim.Op
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
     except (RuntimeError, ValueError, KeyError) as error:
-        raise ValueError(f"checkpoint {path} belongs to another model or optimiser; delete it to start over") \
+        raise StoredFileError(f"checkpoint {path} belongs to another model or optimiser; delete it to start over") \
             from error
     rng = checkpoint["rng"]
     torch.set_rng_state(rng["torch"])
@@ -135,13 +135,14 @@ def train(model: nn.Module, task: Task, *, epochs: int, learning_rate: float, se
           progress: bool = True, description: str = "training",
           fused_adam: bool = False) -> list[dict[str, float]]:
     """Train ``model`` on ``task`` with Adam for ``epochs`` epochs; return one history row per epoch
-    (chapter 2, "Training").
+    (chapter 2, Q2.4).
 
     A row holds ``epoch``, ``train_loss`` (mean batch loss of the epoch), ``train_loss_running`` (mean
     since epoch 1, what the course skeleton printed), ``seconds`` and ``task.evaluate``'s metrics.
     ``seed`` seeds dropout and the shuffling; seed torch yourself before building the model. With
     ``checkpoint_path`` an interrupted run resumes with the history an uninterrupted one would have had.
-    ``fused_adam`` selects :class:`hw2lib.optim.LeanFusedAdam`.
+    ``fused_adam`` selects :class:`hw2lib.optim.LeanFusedAdam`. ``progress=False`` hides the per-batch bars
+    only: the epoch bar (one line, updated once an epoch) always shows, so training never runs silently.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -158,7 +159,7 @@ def train(model: nn.Module, task: Task, *, epochs: int, learning_rate: float, se
         state = _resume(checkpoint_path, epochs, model, optimizer, generator, device)
 
     epoch_bar = tqdm(range(len(state.history) + 1, epochs + 1), desc=description, unit="epoch",
-                     initial=len(state.history), total=epochs, disable=not progress)
+                     initial=len(state.history), total=epochs)
     for epoch in epoch_bar:
         started = time.perf_counter()
         loss_sum, batches = _train_epoch(model, task, optimizer, generator, device,

@@ -5,6 +5,7 @@ explain anything unusual about the input.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,27 @@ from .decoding import MAX_DECODING_STEPS, Hypothesis, beam_search, greedy_decode
 from .seq2seq import Seq2Seq
 
 LONG_INPUT = 60  # characters; training sentences are all under 20
+#: A longer text is refused: the output stops after 50 characters anyway.
+MAX_INPUT_CHARACTERS = 1000
+#: The widest beam :func:`translate` accepts: the cost grows with the beam.
+MAX_BEAM_SIZE = 100
+
+
+def _check_request(text: object, beam_size: object, length_normalisation: object) -> None:
+    """ValueError (TypeError for a text that is not a str) naming whichever argument is impossible."""
+    if not isinstance(text, str):
+        raise TypeError(f"translate expects a str, got {type(text).__name__}")
+    if len(text) > MAX_INPUT_CHARACTERS:
+        raise ValueError(f"the text is {len(text):,} characters long; translate() takes at most "
+                         f"{MAX_INPUT_CHARACTERS:,} (the translator learned sentences under 20 characters): "
+                         "translate it sentence by sentence")
+    if beam_size is not None and (isinstance(beam_size, bool) or not isinstance(beam_size, numbers.Integral)
+                                  or not 1 <= beam_size <= MAX_BEAM_SIZE):
+        raise ValueError(f"beam_size must be None (greedy) or a whole number from 1 to {MAX_BEAM_SIZE}, "
+                         f"got {beam_size!r}")
+    if isinstance(length_normalisation, bool) or not isinstance(length_normalisation, numbers.Real) \
+            or not 0 <= length_normalisation <= 10:
+        raise ValueError(f"length_normalisation must be a number from 0 to 10, got {length_normalisation!r}")
 
 
 @dataclass
@@ -40,10 +62,10 @@ def translate(model: Seq2Seq, data: CharMT, text: str, *, beam_size: int | None 
     outside the source vocabulary to UNK, decode greedily (``beam_size=None``) or with beam search.
 
     Input with nothing left after normalisation (empty, or only characters that the normalisation
-    removes, such as Cyrillic or CJK) gets an empty translation and a note instead of an error.
+    removes, such as Cyrillic or CJK) gets an empty translation and a note instead of an error. A text
+    longer than :data:`MAX_INPUT_CHARACTERS` or a beam wider than :data:`MAX_BEAM_SIZE` is a ValueError.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"translate expects a str, got {type(text).__name__}")
+    _check_request(text, beam_size, length_normalisation)
     normalised = normalise(text)
     removed = sorted({character for character in text.lower()
                       if not character.isspace() and not normalise(character).strip()})
@@ -67,7 +89,7 @@ def translate(model: Seq2Seq, data: CharMT, text: str, *, beam_size: int | None 
     if beam_size is None:
         hypothesis: Hypothesis = greedy_decode(model, source, lengths, keep_attention=True)[0]
     else:
-        hypothesis = beam_search(model, source, lengths, beam_size=beam_size,
+        hypothesis = beam_search(model, source, lengths, beam_size=int(beam_size),
                                  length_normalisation=length_normalisation, keep_attention=True)[0]
     if not hypothesis.finished:
         notes.append(f"the decoder reached the {MAX_DECODING_STEPS}-character limit without ending the sentence")

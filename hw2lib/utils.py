@@ -1,5 +1,5 @@
 """Small utilities every layer shares: devices, evaluation mode, parameter counts, files written
-atomically, and weights read safely.
+atomically, weights read safely, errors that are one line, and a lock held by one process at a time.
 
 The lowest layer of hw2lib: it imports nothing else from the package.
 """
@@ -10,19 +10,54 @@ import dataclasses
 import json
 import math
 import os
+import re
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import torch
 from torch import nn
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+    import msvcrt
+
+# ---------------------------------------------------------------- errors
+
+
+class OneLineError(Exception):
+    """An anticipated failure whose message is the whole report: one line that names the file or option
+    and says what to do. The command line prints it and exits with :attr:`exit_code`; IPython (a
+    notebook) shows it without a traceback."""
+
+    exit_code = 1  #: the exit status of the command line for this kind of failure
+    kind = "error"
+
+    def __str__(self) -> str:  # KeyError, a base of some subclasses, would quote the message
+        return str(self.args[0]) if self.args else ""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+class StoredFileError(OneLineError, ValueError):
+    """A file of the results store (a run's configuration, metrics, weights or checkpoint) is damaged or
+    foreign, or the results folder cannot be written; the message names the file and what to do."""
+
+    exit_code = 4
+    kind = "stored run error"
+
 
 # ---------------------------------------------------------------- devices
 
 
 def choose_device(preference: str = "auto") -> torch.device:
-    """The device to train on: "auto" takes cuda, then mps, then cpu (chapter 2, "Training").
+    """The device to train on: "auto" takes cuda, then mps, then cpu (chapter 2, Q2.4).
 
     An explicit "cpu", "cuda", "cuda:N" or "mps" that this machine lacks raises ValueError naming it.
     """
@@ -99,11 +134,12 @@ def atomic_write(path: Path, mode: str = "wb", encoding: str | None = None) -> I
     """A handle on a temporary file beside ``path``, renamed to ``path`` when the block ends without an
     error and deleted when it raises: readers see the old file or the new one, never half of one.
 
-    The temporary file is named ``.<name>.<random>.part``, so a crash leaves only such a file.
+    The temporary file is named ``.<name>.<writer>.<random>.part`` (``<writer>``: this machine and process),
+    so a crash leaves only such a file, and :func:`remove_stale_parts` knows when its writer is gone.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".part",
+    handle = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.{_writer()}.", suffix=".part",
                                          delete=False, encoding=encoding)
     temporary = Path(handle.name)
     try:
@@ -114,6 +150,44 @@ def atomic_write(path: Path, mode: str = "wb", encoding: str | None = None) -> I
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
+def _writer() -> str:
+    """This machine and process, as a temporary file's name carries them (read at each write: a forked
+    child is another process)."""
+    return f"{_HOST}-{os.getpid()}"
+
+
+def _writer_is_gone(writer: str) -> bool:
+    """Whether the process that ``writer`` (``<host>-<pid>`` from a temporary file's name) names has ended;
+    False when that cannot be known (another machine, or Windows, where probing a pid would end it)."""
+    host, _, pid = writer.rpartition("-")
+    if os.name == "nt" or host != _HOST or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: alive, another user's
+        return False
+    return False
+
+
+def remove_stale_parts(folder: Path) -> list[str]:
+    """Delete the temporary files that :func:`atomic_write` left in ``folder`` when its process was killed
+    (their writer is gone); return their names. Files being written by a live process stay."""
+    removed = []
+    for path in Path(folder).glob(".*.part") if Path(folder).is_dir() else []:
+        match = re.fullmatch(r"\..+\.([A-Za-z0-9-]+-\d+)\.[^.]+\.part", path.name)
+        if match and _writer_is_gone(match.group(1)):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 def write_text_atomically(text: str, path: Path) -> None:
@@ -174,13 +248,82 @@ def load_torch_file(path: Path, what: str = "stored weights", map_location: torc
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        raise ValueError(f"{what} {path} cannot be read ({_load_failure(error)}); delete it and train the run "
-                         "again") from error
+        raise StoredFileError(f"{what} {path} cannot be read ({_load_failure(error)}); delete it and train the "
+                              "run again") from error
 
 
 def load_state_dict_file(path: Path, map_location: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Weights stored by :func:`save_state_dict` (see :func:`load_torch_file`)."""
     state = load_torch_file(path, "stored weights", map_location)
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise ValueError(f"stored weights {path} are not a state dict of tensors; delete them and train the run again")
+        raise StoredFileError(f"stored weights {path} are not a state dict of tensors; delete them and train the run "
+                              "again")
     return state
+
+
+# ---------------------------------------------------------------- threads and locks
+
+#: The most torch threads allowed: torch crashes on absurd counts, and more than the cores never helps.
+MAX_THREADS = 4 * (os.cpu_count() or 1)
+
+
+def set_threads(count: int) -> None:
+    """``torch.set_num_threads(count)`` for a whole number from 1 to :data:`MAX_THREADS` (ValueError otherwise:
+    torch itself crashes on absurd counts)."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_THREADS:
+        raise ValueError(f"threads must be a whole number from 1 to {MAX_THREADS}, got {count!r}")
+    torch.set_num_threads(count)
+
+
+_HELD_LOCKS: set[str] = set()
+
+
+def _try_lock(descriptor: int) -> bool:
+    try:
+        if fcntl is not None:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
+        return True
+    except OSError:  # BlockingIOError on POSIX, PermissionError on Windows
+        return False
+
+
+def _wait_for_lock(descriptor: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # Ctrl-C interrupts the wait
+        return
+    while not _try_lock(descriptor):
+        time.sleep(0.2)
+
+
+@contextmanager
+def file_lock(path: Path, *, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive operating-system lock on ``path`` (created when missing) during the block: one
+    process at a time, and a holder that dies, even by ``kill -9``, releases it.
+
+    When another process holds it, ``waiting(holder)`` is called once (``holder`` says which process,
+    from the pid the holder writes into the file) and the call waits until the lock is free; Ctrl-C stops
+    the wait. A process asking again for a lock it holds gets a RuntimeError instead of waiting for itself.
+    """
+    path = Path(path)
+    key = str(path.absolute())
+    if key in _HELD_LOCKS:
+        raise RuntimeError(f"this process already holds the lock {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if not _try_lock(descriptor):
+            if waiting is not None:
+                pid = path.read_text(errors="replace").strip()
+                waiting(f"process {pid}" if pid.isdigit() else "another process")
+            _wait_for_lock(descriptor)
+        _HELD_LOCKS.add(key)
+        try:
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f"{os.getpid()}\n".encode())  # at offset 0: the file was just opened
+            yield
+        finally:
+            _HELD_LOCKS.discard(key)
+    finally:
+        os.close(descriptor)  # releases the lock

@@ -11,43 +11,59 @@ from typing import Callable
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
+from IPython.display import Image, display
 
-from .plots import draw_conv_matrix, plot_activation_maps, plot_attention
+from .plots import figure_png, plot_activation_maps, plot_attention_grid, plot_conv_matrix
+
+
+
+def figure_picture(figure) -> Image:
+    """``figure`` rendered as the book renders figures (:func:`hw2lib.plot_style.figure_png`) and closed,
+    ready to display in an Output widget.
+
+    Rendered before anything is written to the widget: JupyterLab echoes each output back to the
+    kernel on another thread, and a figure rendered while that echo is handled comes out blank."""
+    data, metadata = figure_png(figure)
+    plt.close(figure)
+    return Image(data=data, width=metadata["width"])
+
 
 # ---------------------------------------------------------------- chapter 1: convolution as a matrix
 
 
 def conv_matrix_explorer(height: int = 4, width: int = 5, kernel_height: int = 2, kernel_width: int = 3,
                          largest: int = 8) -> widgets.VBox:
-    """Sliders for H, W, M, N that redraw the matrix **M** of a valid convolution (Chapter 1, Q1 (b))."""
+    """Sliders for H, W, M, N that redraw the matrix **M** of a valid convolution (chapter 1, Q1.1 (b))."""
     from .convolution import conv_matrix, counting_kernel, is_doubly_block_toeplitz
 
-    sliders = {name: widgets.IntSlider(value=value, min=1, max=largest, description=name, continuous_update=False)
+    # Two sliders a row, each long enough to drag with a mouse.
+    sliders = {name: widgets.IntSlider(value=value, min=1, max=largest, description=name, continuous_update=False,
+                                       style={"description_width": "1.5em"}, layout=widgets.Layout(width="260px"))
                for name, value in (("H", height), ("W", width), ("M", kernel_height), ("N", kernel_width))}
     output = widgets.Output()
 
     def redraw(_change=None) -> None:
         h, w, m, n = (sliders[name].value for name in ("H", "W", "M", "N"))
+        try:
+            matrix = conv_matrix(counting_kernel(m, n), (h, w))
+        except ValueError as error:  # a kernel larger than the image: say so instead of drawing
+            with output:
+                output.clear_output(wait=True)
+                print(error)
+            return
+        out_w = w - n + 1
+        picture = figure_picture(plot_conv_matrix(
+            matrix, (out_w, w), f"M for {h}x{w} and {m}x{n}: {tuple(matrix.shape)}, "
+            f"doubly block Toeplitz: {is_doubly_block_toeplitz(matrix, (out_w, w))}"))
         with output:
             output.clear_output(wait=True)
-            try:
-                matrix = conv_matrix(counting_kernel(m, n), (h, w))
-            except ValueError as error:  # a kernel larger than the image: say so instead of drawing
-                print(error)
-                return
-            out_w = w - n + 1
-            figure, axis = plt.subplots(figsize=(9, 4.5))
-            draw_conv_matrix(axis, matrix, (out_w, w),
-                             f"M for {h}x{w} and {m}x{n}: {tuple(matrix.shape)}, "
-                             f"doubly block Toeplitz: {is_doubly_block_toeplitz(matrix, (out_w, w))}")
-            display(figure)
-            plt.close(figure)
+            display(picture)
 
     for slider in sliders.values():
         slider.observe(redraw, names="value")
     redraw()
-    return widgets.VBox([widgets.HBox(list(sliders.values())), output])
+    rows = [widgets.HBox([sliders["H"], sliders["W"]]), widgets.HBox([sliders["M"], sliders["N"]])]
+    return widgets.VBox([*rows, output])
 
 
 # ---------------------------------------------------------------- chapter 2: the CNN
@@ -55,7 +71,7 @@ def conv_matrix_explorer(height: int = 4, width: int = 5, kernel_height: int = 2
 
 def cnn_activation_browser(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
                            class_name: Callable[[int], str] = str, start: int = 0) -> widgets.VBox:
-    """Browse the conv1 / conv2 feature maps of ``model`` over ``images`` (Chapter 2, Q2.5).
+    """Browse the conv1 / conv2 feature maps of ``model`` over ``images`` (chapter 2, Q2.5).
 
     A slider picks the example, buttons pick the layer, a checkbox applies the ReLU.
     ``class_name(class_index)`` names a class in the title (default: its number).
@@ -76,11 +92,10 @@ def cnn_activation_browser(model: torch.nn.Module, images: torch.Tensor, labels:
         maps = activation_maps(model, images[index], layer=layer_buttons.value, after_relu=relu_box.value)
         title = (f"example {index}: {class_name(int(labels[index]))}\n"
                  f"predicted: {class_name(int(predictions[index]))}")
+        picture = figure_picture(plot_activation_maps(images[index], maps, title=title, after_relu=relu_box.value))
         with output:
             output.clear_output(wait=True)
-            figure = plot_activation_maps(images[index], maps, title=title, after_relu=relu_box.value)
-            display(figure)
-            plt.close(figure)
+            display(picture)
 
     for control in (index_slider, layer_buttons, relu_box):
         control.observe(redraw, names="value")
@@ -112,13 +127,8 @@ def translation_figure(models: dict, data, text: str, *, beam_size: int = 5):
             panels += [(f"{name}, greedy", greedy), (f"{name}, beam {beam_size}", beam)]
     figure = None
     if panels:
-        width = len(panels[0][1].source_symbols)
-        height = max(len(translation.target_symbols) for _, translation in panels)
-        figure, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (1.2 + 0.28 * min(width, 40)),
-                                                             1.4 + 0.28 * min(height, 40)), squeeze=False)
-        for axis, (title, translation) in zip(axes[0], panels):
-            plot_attention(translation, axis=axis, title=f"{title}\n{translation.translation}")
-        figure.tight_layout()
+        figure = plot_attention_grid([translation for _, translation in panels], columns=len(panels),
+                                     titles=[f"{title}\n{translation.translation}" for title, translation in panels])
     return "\n".join(lines), figure
 
 
@@ -135,12 +145,12 @@ def translation_explorer(models: dict, data, *, text: str = "¿Quién eres?",
 
     def redraw(_change=None) -> None:
         summary, figure = translation_figure(models, data, text_box.value, beam_size=beam_slider.value)
+        picture = None if figure is None else figure_picture(figure)
         with output:
             output.clear_output(wait=True)
             print(summary)
-            if figure is not None:
-                display(figure)
-                plt.close(figure)
+            if picture is not None:
+                display(picture)
 
     for control in (text_box, beam_slider):
         control.observe(redraw, names="value")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from hw2lib.download import mirror
+from hw2lib.download import CACHE_VARIABLE, mirror
 
 
 def _mirror_folder() -> Path | None:
@@ -19,8 +23,35 @@ def _mirror_folder() -> Path | None:
 
 MIRROR = _mirror_folder()
 
+# The suite never touches the user's own data cache (~/.cache/hw2lib): this process, and every process a
+# test starts, gets a temporary one unless a test sets its own (tests/test_reliability.py checks it).
+os.environ[CACHE_VARIABLE] = tempfile.mkdtemp(prefix="hw2lib-test-cache-")
+atexit.register(shutil.rmtree, os.environ[CACHE_VARIABLE], ignore_errors=True)
+
 # Two pytest-xdist workers share two cores: one thread each keeps them from fighting.
 torch.set_num_threads(1)
+
+
+#: Folders collected only when the command line names them or a file in them (``pytest tests/browser``):
+#: they need a built book, Chromium or JupyterLab and take minutes, so ``make test`` (``pytest tests``)
+#: leaves them out; .ci/run asks for each after building the book.
+ON_REQUEST = tuple(Path(__file__).resolve().parent / name for name in ("browser", "lab", "pdf"))
+
+
+def _asked_for(folder: Path, config: pytest.Config) -> bool:
+    start = config.invocation_params.dir
+    for argument in config.args:
+        path = (start / argument.split("::")[0]).resolve()
+        if path == folder or folder in path.parents:
+            return True
+    return False
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    for folder in ON_REQUEST:
+        if (collection_path == folder or folder in collection_path.parents) and not _asked_for(folder, config):
+            return True
+    return None
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,9 @@ LAYERS = {
     "utilities": ["utils", "optim", "train", "runs", "metrics"],
     "data": ["download", "kmnist", "chardata"],
     "models": ["convolution", "cnn", "seq2seq", "decoding"],
-    "experiments": ["cnn_runs", "seq2seq_runs", "translate", "seed_runs", "exercises", "web_export",
-                    "notebook_status"],
-    "plots/widgets": ["plots", "widgets"],
+    "experiments": ["cnn_runs", "seq2seq_runs", "translate", "seed_runs", "exercise_checks", "exercises_ch1",
+                    "exercises_ch2", "exercises_ch3", "exercises", "web_export", "notebook_status"],
+    "plots/widgets": ["plot_style", "plots_ch1", "plots_ch2", "plots_ch3", "plots_appendix", "plots", "widgets"],
     "cli": ["cli", "__main__"],
 }
 RANK = {module: rank for rank, modules in enumerate(LAYERS.values()) for module in modules}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from bench.cnn_speed import flop_counter_check, forward_flops_per_sample
 from bench.common import budget_row, interleaved, speed_row
@@ -96,3 +97,60 @@ def test_differences_name_every_path():
     assert differences({"a": [1, {"b": 2}], "c": 5}, {"a": [1, {"b": 3}], "c": 6}) == [("a[1].b", 2, 3), ("c", 5, 6)]
     assert differences({"a": 1}, {"a": 1, "c": 0}) == [("c", "<missing>", 0)]
     assert differences({"h": [1, 2]}, {"h": [1]}) == [("h", "2 entries", "1 entries")]
+
+
+def test_ratio_between_and_spreads_come_from_the_same_rounds():
+    from bench.common import spread_text
+
+    speeds = {"reference": iter([5, 10, 10, 20]), "project": iter([5, 15, 30, 30]), "other": iter([5, 10, 20, 10])}
+    measured = interleaved({name: (lambda values=values: next(values)) for name, values in speeds.items()}, rounds=3)
+    assert measured.rounds["project"] == [15, 30, 30]
+    assert measured.ratio_spread("project") == "1.50-3.00 (3 rounds)"  # 1.5, 3.0, 1.5
+    ratio, spread = measured.ratio_between("project", "other")
+    assert ratio == 1.5 and spread == "1.50-3.00 (3 rounds)"  # 1.5, 1.5, 3.0
+    assert spread_text([0.181, 0.3], percent=True) == "18.1%-30.0% (2 rounds)"
+    assert speed_row("x", "", "", 1.5, spread="1.2-1.8 (9 rounds)").spread == "1.2-1.8 (9 rounds)"
+
+
+def test_step_breakdown_rows_divide_skeleton_by_project_and_bound_the_gain():
+    from bench.cnn_steps import PARTS, breakdown_rows
+
+    project = {"data": [0.01, 0.01], "forward": [1.0, 1.2], "backward": [1.0, 0.8], "optimizer": [0.2, 0.2],
+               "rest": [0.1, 0.1]}
+    skeleton = {"data": [0.5, 0.5], "forward": [1.0, 1.2], "backward": [1.0, 0.8], "optimizer": [1.0, 1.0],
+                "rest": [0.2, 0.2]}
+    rows = breakdown_rows({"project": project, "skeleton": skeleton}, batch_size=8, threads=1)
+    assert len(rows) == len(PARTS) + 2 and rows[0].benchmark == "CNN batch 8, per step: data (next batch, to device)"
+    by_part = dict(zip((*PARTS, "total", "bound"), rows))
+    assert by_part["data"].ratio == 50.0 and by_part["optimizer"].ratio == 5.0
+    assert by_part["total"].ratio == pytest.approx(3.7 / 2.31)  # both rounds sum to 2.31 ms and 3.7 ms
+    assert by_part["bound"].ratio == pytest.approx(3.7 / 2.0)  # the skeleton's step over forward + backward
+    assert by_part["total"].spread == "1.60-1.60 (2 rounds)"
+
+
+def test_step_timers_see_the_dataloader_cost_only_in_the_skeleton():
+    from bench.cnn_steps import PARTS, TimedProjectStep, TimedSkeletonStep
+
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(96, 1, 28, 28, generator=generator), torch.randint(0, 10, (96,), generator=generator)
+    dev = (images[:16], labels[:16])
+    project = TimedProjectStep(images, labels, dev, batch_size=8)()
+    skeleton = TimedSkeletonStep(images, labels, dev, batch_size=8)()
+    assert set(project) == set(skeleton) == set(PARTS)
+    assert all(value >= 0 for value in (*project.values(), *skeleton.values()))
+    assert skeleton["data"] > 2 * project["data"]  # eight __getitem__ calls and a collate against one slice
+
+
+def test_the_translator_benchmark_starts_every_side_from_the_same_weights(char_mt_course):
+    from bench.seq2seq_speed import training_models
+    from hw2lib.seq2seq import UniformDropout
+
+    models = training_models(char_mt_course)
+    assert set(models) == {"reference", "project", "torch dropout", "padded"}
+    reference = models["reference"].state_dict()
+    for model in models.values():
+        assert model.state_dict().keys() == reference.keys()
+        assert all(torch.equal(value, reference[key]) for key, value in model.state_dict().items())
+    assert models["reference"].encoder.packed and not models["project"].encoder.packed
+    assert type(models["reference"].decoder.dropout) is torch.nn.Dropout
+    assert type(models["project"].decoder.dropout) is UniformDropout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.readme import README, SOURCES, block_text, current_block, replace_block
+from bench.readme import README, SOURCES, block_text, current_block, replace_block, spread_problems, table_rows
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
@@ -20,3 +20,23 @@ def test_replace_block_only_touches_its_block():
     assert replace_block(text, "speed", "new table") == "a\n<!-- bench:speed -->\nnew table\n<!-- /bench:speed -->\nb\n"
     with pytest.raises(ValueError, match="no block"):
         replace_block(text, "reproduce", "x")
+
+
+def test_every_measured_ratio_in_the_readme_shows_its_spread():
+    text = README.read_text(encoding="utf-8")
+    for name in sorted(SOURCES):  # a table without a spread column fails here at its first measured ratio
+        assert spread_problems(current_block(text, name)) == [], name
+
+
+def test_spread_problems_names_a_missing_or_inconsistent_spread():
+    table = ("| benchmark | measured | reference | ratio | spread | goal | verdict |\n"
+             "| --- | --- | --- | --- | --- | --- | --- |\n"
+             "| a | 1 | 1 | 1.50x | 1.20-1.80 (9 rounds) | >= 1.5x | PASS |\n"
+             "| b | 1 | 1 | 1.50x |  |  |  |\n"
+             "| c | 1 | 1 | 2.00x | 1.20-1.80 (9 rounds) |  |  |\n"
+             "| d | 1 | 1 | 22.0% of peak | 18.0%-22.0% (9 rounds) |  |  |\n"
+             "| e | 1 s | budget 2 s | 0.50 of budget |  | < 2 s | PASS |\n")
+    assert [row["benchmark"] for row in table_rows(table)] == ["a", "b", "c", "d", "e"]
+    problems = spread_problems(table)
+    assert len(problems) == 2 and problems[0].startswith("b: ratio 1.50x without a spread")
+    assert problems[1] == "c: ratio 2.00x outside its spread 1.20-1.80 (9 rounds)"

@@ -419,7 +419,7 @@ def test_conv_matrix_explorer_redraws_and_reports_bad_sizes(capsys):
     from hw2lib.widgets import conv_matrix_explorer
 
     explorer = conv_matrix_explorer(height=4, width=5, kernel_height=2, kernel_width=3)
-    sliders = explorer.children[0].children
+    sliders = [slider for row in explorer.children[:2] for slider in row.children]
     assert [slider.description for slider in sliders] == ["H", "W", "M", "N"]
     capsys.readouterr()
     sliders[2].value = 6  # kernel taller than the 4-pixel image: an explanation, not a figure

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hw2lib import chardata, kmnist
-from hw2lib.download import DataError, fetch
+from hw2lib.download import DataError, RemoteFile, fetch
 
 
 # ---------------------------------------------------------------- idx reader
@@ -112,13 +112,20 @@ def test_t10k_classes_are_interleaved(t10k):
     assert len(torch.unique(labels)) == 10
 
 
-def test_auto_falls_back_to_t10k_without_training_images(use_mirror):
+@pytest.fixture
+def no_training_images(monkeypatch):
+    """The 60,000 training images out of reach, as offline, whether or not this machine has network."""
+    remote = kmnist.FILES["train-images"]
+    monkeypatch.setitem(kmnist.FILES, "train-images", RemoteFile(remote.dataset, remote.name, None, remote.sha256))
+
+
+def test_auto_falls_back_to_t10k_without_training_images(use_mirror, no_training_images):
     # The mirror has no train-images file: auto must pick the offline variant and say so.
     assert kmnist.resolve_variant("auto") == "kmnist-t10k"
     assert "offline" in str(kmnist.load_kmnist("auto"))
 
 
-def test_course_split_needs_the_training_images(use_mirror):
+def test_course_split_needs_the_training_images(use_mirror, no_training_images):
     with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
         kmnist.load_kmnist("kmnist")
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
             self.wfile.flush()
+            self.close_connection = True
+        elif self.path.endswith("/drip.bin"):
+            # A server that never stalls long enough for a read timeout: one byte every 0.2 s.
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PAYLOAD)))
+            self.end_headers()
+            try:
+                for byte in PAYLOAD[:200]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
+        elif self.path.endswith("/huge.bin"):
+            # Announces (and would send) far more than the published size.
+            self.send_response(200)
+            self.send_header("Content-Length", str(100 * len(PAYLOAD)))
+            self.end_headers()
+            try:
+                self.wfile.write(PAYLOAD)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
             self.close_connection = True
         else:
             self.send_error(404, "Not Found")
@@ -179,3 +204,101 @@ def test_cache_dir_default_and_override(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path / "hw2lib"
     monkeypatch.setenv("HW2LIB_CACHE", str(tmp_path / "elsewhere"))
     assert cache_dir() == tmp_path / "elsewhere"
+
+
+# --- deadlines and sizes ---------------------------------------------------------------------------------
+
+def test_a_dripping_server_ends_at_the_overall_deadline(server, cache, monkeypatch):
+    """Case 10: a server that sends one byte at a time never trips a per-read timeout; the download's overall
+    deadline (HW2LIB_DOWNLOAD_DEADLINE) ends it with one line, and nothing is left in the cache."""
+    monkeypatch.setenv("HW2LIB_DOWNLOAD_DEADLINE", "1")
+    remote = RemoteFile("demo", "drip.bin", server + "/data/", SHA, len(PAYLOAD))
+    outcome = {}
+
+    def attempt():
+        try:
+            fetch(remote)
+        except DataError as error:
+            outcome["error"] = str(error)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the download did not end at its deadline"
+    assert time.monotonic() - started < 10
+    assert "drip.bin: the download from" in outcome["error"] and "passed its deadline of 1 s" in outcome["error"]
+    assert "HW2LIB_DOWNLOAD_DEADLINE" in outcome["error"]
+    assert _leftovers(cache) == []
+
+
+def test_the_default_deadline_grows_with_the_size_and_a_bad_setting_is_refused(monkeypatch):
+    """Case 10: the deadline is one minute plus the file at 50 kB/s unless HW2LIB_DOWNLOAD_DEADLINE says."""
+    from hw2lib.download import download_deadline
+
+    monkeypatch.delenv("HW2LIB_DOWNLOAD_DEADLINE", raising=False)
+    assert download_deadline(RemoteFile("d", "f", None, SHA, 18_165_135)) == pytest.approx(60 + 18_165_135 / 50_000)
+    monkeypatch.setenv("HW2LIB_DOWNLOAD_DEADLINE", "soon")
+    with pytest.raises(ValueError, match="HW2LIB_DOWNLOAD_DEADLINE must be a positive number of seconds"):
+        download_deadline(RemoteFile("d", "f", None, SHA))
+
+
+def test_a_content_length_of_the_wrong_size_is_refused_before_downloading(server, cache):
+    """Case 11: the expected size is known, so a server announcing another size is refused at once, naming
+    both sizes, instead of the whole body being downloaded and then failing its checksum."""
+    with pytest.raises(DataError, match=rf"huge\.bin: .* announces {100 * len(PAYLOAD):,} bytes, not the "
+                                        rf"published {len(PAYLOAD):,}; refused before downloading"):
+        fetch(RemoteFile("demo", "huge.bin", server + "/data/", SHA, len(PAYLOAD)))
+    assert _leftovers(cache) == []
+
+
+def test_a_mirror_file_of_the_wrong_size_is_refused_before_copying(tmp_path, cache, monkeypatch):
+    """Case 11: a 2 GB file in the mirror was copied whole into the cache before its checksum refused it."""
+    import hw2lib.download as download
+
+    mirror = tmp_path / "mirror"
+    (mirror / "demo").mkdir(parents=True)
+    with open(mirror / "demo" / "good.bin", "wb") as handle:
+        handle.truncate(2 * 1024**3)  # 2 GB that take no disk space
+    monkeypatch.setenv("HW2LIB_MIRROR", str(mirror))
+    copies = []
+    monkeypatch.setattr(download.shutil, "copyfileobj", lambda *args, **kwargs: copies.append(args))
+    with pytest.raises(DataError, match=rf"demo/good\.bin: the mirror's copy .* is 2,147,483,648 bytes, not the "
+                                        rf"published {len(PAYLOAD):,}; refused before copying"):
+        fetch(RemoteFile("demo", "good.bin", None, SHA, len(PAYLOAD)))
+    assert copies == [] and _leftovers(cache) == []
+
+
+def test_a_download_shows_a_progress_bar_over_the_expected_bytes(server, cache, monkeypatch):
+    """Case 10: downloads show progress (a tqdm bar over the file's bytes)."""
+    import hw2lib.download as download
+
+    bars = []
+
+    class Recorder(download.tqdm):
+        def __init__(self, *args, **kwargs):  # shown, as on a terminal (the captured output is not one)
+            super().__init__(*args, **{**kwargs, "disable": False, "file": io.StringIO()})
+            bars.append(self)
+
+    monkeypatch.setattr(download, "tqdm", Recorder)
+    fetch(RemoteFile("demo", "good.bin", server + "/data/", SHA, len(PAYLOAD)))
+    (bar,) = bars
+    assert bar.total == len(PAYLOAD) and bar.n == len(PAYLOAD) and "good.bin" in bar.desc
+
+
+def test_a_killed_download_leaves_no_temporary_file_for_long(server, cache):
+    """Case 5: a download killed mid-way left its temporary file in the cache; the next fetch removes the
+    temporary files of writers that are gone."""
+    import subprocess
+    import sys
+
+    from hw2lib.utils import _HOST
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = cache / "demo"
+    folder.mkdir(parents=True)
+    stale = folder / f".good.bin.{_HOST}-{dead.pid}.k9x2.part"
+    stale.write_bytes(PAYLOAD[:100])
+    fetch(RemoteFile("demo", "good.bin", server + "/data/", SHA, len(PAYLOAD)))
+    assert _leftovers(cache) == ["good.bin"]

@@ -24,7 +24,8 @@ from hw2lib.plots import plot_seed_spread
 from hw2lib.chardata import COURSE_FILES, load_char_mt
 from hw2lib.download import sha256_of
 from hw2lib.kmnist import FILES, load_kmnist
-from hw2lib.runs import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, Run, get_or_train, load_run, run_folder, without_timings
+from hw2lib.runs import (BEST_WEIGHTS_FILE, CHECKPOINT_FILE, Run, get_or_train, load_run, run_folder, store_paths,
+                         without_timings)
 from hw2lib.train import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -264,7 +265,7 @@ def test_a_killed_run_is_incomplete_and_resumes_to_the_uninterrupted_result(mode
 
     monkeypatch.setenv("HW2LIB_RESULTS", str(results))
     folder = run_folder(name, config)
-    checkpoint = folder / CHECKPOINT_FILE
+    checkpoint = store_paths(folder)[1] / CHECKPOINT_FILE  # a run trains aside until it is complete
     process = subprocess.Popen([sys.executable, "-c", _TRAIN_SCRIPT, model, json.dumps(config)], cwd=REPO,
                                env={**os.environ, "PYTHONPATH": str(REPO)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -284,7 +285,7 @@ def test_a_killed_run_is_incomplete_and_resumes_to_the_uninterrupted_result(mode
     saved = load_checkpoint(checkpoint)
     epochs_done = saved["epochs_done"]
     assert kill_after <= epochs_done < config["epochs"], "the kill came too late to test anything"
-    assert not (folder / "metrics.json").exists() and load_run(folder) is None  # does not look complete
+    assert not folder.exists() and load_run(folder) is None  # does not look complete
 
     resumed = get_or_train(name, config, train_function(model))
     assert resumed.metrics["resumed_from_checkpoint"] is True
@@ -334,7 +335,8 @@ def test_resuming_from_a_planted_checkpoint_refuses_it(model, results, tmp_path)
     marker = tmp_path / "marker"
     config = tiny_config(model)
     name = f"{model}-planted"
-    plant(run_folder(name, {**config, "profile": "quick"}) / CHECKPOINT_FILE, marker, format=1, epochs_done=1)
+    plant(store_paths(run_folder(name, {**config, "profile": "quick"}))[1] / CHECKPOINT_FILE, marker, format=1,
+          epochs_done=1)
     with pytest.raises(ValueError, match="cannot be read"):
         get_or_train(name, config, train_function(model))
     assert not marker.exists()
@@ -390,15 +392,33 @@ def test_a_copy_interrupted_mid_way_leaves_no_file(use_mirror, monkeypatch, tmp_
     import hw2lib.download as download
 
     monkeypatch.setenv("HW2LIB_CACHE", str(tmp_path / "cache"))
-    real_copy = download.shutil.copyfileobj
+    real_copy = download._copy_into
 
-    def half_then_interrupt(source, destination, length=0):
-        destination.write(source.read(1000))
+    def half_then_interrupt(source, handle, remote):
+        handle.write(b"\0" * 1000)  # from the mirror or from upstream alike: part of the file is on disk
         raise KeyboardInterrupt  # Ctrl-C (or a kill) in the middle of the copy
 
-    monkeypatch.setattr(download.shutil, "copyfileobj", half_then_interrupt)
+    monkeypatch.setattr(download, "_copy_into", half_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         download.fetch(FILES["test-labels"])
     assert [path.name for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
-    monkeypatch.setattr(download.shutil, "copyfileobj", real_copy)
+    monkeypatch.setattr(download, "_copy_into", real_copy)
     assert sha256_of(download.fetch(FILES["test-labels"])) == FILES["test-labels"].sha256
+
+
+# --- 6. the test suite keeps to temporary folders ----------------------------------------------------------
+
+def test_the_suite_never_uses_the_user_cache(tmp_path):
+    """Case 14: tests created folders in the real user cache (~/.cache/hw2lib). tests/conftest.py gives this
+    process, and every process a test starts, a temporary cache instead."""
+    import tempfile
+
+    from hw2lib.download import cache_dir
+
+    user_cache = (Path.home() / ".cache" / "hw2lib").resolve()
+    here = cache_dir().resolve()
+    assert here != user_cache and Path(tempfile.gettempdir()).resolve() in here.parents
+    started = subprocess.run([sys.executable, "-c", "from hw2lib.download import cache_dir; print(cache_dir())"],
+                             capture_output=True, text=True, cwd=REPO, timeout=120,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert Path(started.stdout.strip()).resolve() == here

@@ -60,7 +60,8 @@ def test_second_call_loads_instead_of_training(store):
 
     config = {"model": "toy", "learning_rate": 0.1, "seed": 1}
     first = get_or_train("toy", config, train_fn)
-    assert len(calls) == 1 and first.path == calls[0]
+    assert len(calls) == 1 and calls[0] == runs.store_paths(first.path)[1]  # trained aside, then renamed into place
+    assert first.trained and not calls[0].exists()
     assert first.path.parent == store and first.path.name == f"toy-{config_hash({**config, 'profile': 'full'})}"
     assert first.config == {**config, "profile": "full"}
     assert {"wall_seconds", "torch_version", "device", "resumed_from_checkpoint"} <= set(first.metrics)
@@ -70,7 +71,7 @@ def test_second_call_loads_instead_of_training(store):
         raise AssertionError("a stored run was trained again")
 
     second = get_or_train("toy", config, must_not_train)
-    assert second.metrics == first.metrics and second.path == first.path
+    assert second.metrics == first.metrics and second.path == first.path and not second.trained
 
     other = get_or_train("toy", {**config, "learning_rate": 0.2}, train_fn)  # another config, another folder
     assert len(calls) == 2 and other.path != first.path
@@ -87,8 +88,9 @@ def test_crashed_run_is_not_complete_and_resumes(store):
     with pytest.raises(RuntimeError, match="power cut"):
         get_or_train("toy", config, crashing)
     folder = run_folder("toy", {**config, "profile": "full"})
-    assert (folder / "config.json").is_file() and not (folder / "metrics.json").exists()
-    assert load_run(folder) is None
+    training = runs.store_paths(folder)[1]
+    assert not folder.exists() and load_run(folder) is None  # only complete runs have a run folder
+    assert (training / "config.json").is_file() and (training / "checkpoint.pt").is_file()
 
     seen = []
 
@@ -99,7 +101,7 @@ def test_crashed_run_is_not_complete_and_resumes(store):
     run = get_or_train("toy", config, resuming)
     assert seen == [b"progress"]  # the second call found the checkpoint
     assert run.metrics["resumed_from_checkpoint"] is True
-    assert not (folder / "checkpoint.pt").exists()  # deleted once the run is complete
+    assert not (folder / "checkpoint.pt").exists() and not training.exists()  # deleted once the run is complete
 
 
 def test_a_run_failing_before_its_first_checkpoint_leaves_no_folder(store):
@@ -108,7 +110,8 @@ def test_a_run_failing_before_its_first_checkpoint_leaves_no_folder(store):
 
     with pytest.raises(FileNotFoundError):
         get_or_train("toy", {"seed": 4}, failing)
-    assert not run_folder("toy", {"seed": 4, "profile": "full"}).exists()
+    folder = run_folder("toy", {"seed": 4, "profile": "full"})
+    assert not folder.exists() and not runs.store_paths(folder)[1].exists()
 
 
 def test_profile_in_config_chooses_the_folder(store, monkeypatch):

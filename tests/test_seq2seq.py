@@ -173,3 +173,13 @@ def test_a_small_model_memorises_32_pairs(course, attention, tmp_path):
     assert history[task.best_epoch - 1]["val_error"] == task.best_error
     best = torch.load(weights_file(tmp_path, best=True), weights_only=True)
     assert set(best) == set(model.state_dict())
+
+
+def test_against_published_says_inside_above_or_below_with_the_distance():
+    from hw2lib.seq2seq_runs import PUBLISHED_ERRORS, against_published
+
+    low, high = min(PUBLISHED_ERRORS[False]["val"]), max(PUBLISHED_ERRORS[False]["val"])
+    assert against_published(False, "val", (low + high) / 2) == "inside the published range"
+    assert against_published(False, "val", high) == "inside the published range"
+    assert against_published(False, "val", high + 0.0018) == f"0.0018 above the highest published figure ({high:.4f})"
+    assert against_published(False, "val", low - 0.01) == f"0.0100 below the lowest published figure ({low:.4f})"

@@ -14,8 +14,9 @@ from hw2lib.widgets import cnn_activation_browser  # noqa: E402
 
 
 def test_cnn_browser_redraws_for_each_control(monkeypatch):
-    shown = []
-    monkeypatch.setattr("hw2lib.widgets.display", lambda figure: shown.append(figure))
+    shown = []  # the figures behind the pictures the browser displays
+    monkeypatch.setattr("hw2lib.widgets.figure_picture", lambda figure: shown.append(figure) or figure)
+    monkeypatch.setattr("hw2lib.widgets.display", lambda picture: None)
     torch.manual_seed(0)
     browser = cnn_activation_browser(CNN(), torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2]),
                                      class_name=lambda index: f"class {index}")
@@ -31,3 +32,20 @@ def test_cnn_browser_redraws_for_each_control(monkeypatch):
     assert len(shown) == 4
     with pytest.raises(ValueError, match="at least one image"):
         cnn_activation_browser(CNN(), torch.empty(0, 1, 28, 28), torch.empty(0, dtype=torch.long))
+
+
+def test_pictures_are_rendered_before_the_output_is_touched(monkeypatch):
+    """JupyterLab echoes every output back to the kernel on another thread: a figure drawn while that
+    echo is handled comes out blank, so each browser renders its PNG before writing to its Output."""
+    from hw2lib import widgets
+
+    events = []
+    real_picture = widgets.figure_picture
+    monkeypatch.setattr(widgets, "figure_picture", lambda figure: events.append("render") or real_picture(figure))
+    monkeypatch.setattr(widgets, "display", lambda picture: events.append(("display", type(picture).__name__)))
+    torch.manual_seed(0)
+    browser = cnn_activation_browser(CNN(), torch.rand(2, 1, 28, 28), torch.tensor([0, 1]))
+    browser.children[0].children[0].value = 1
+    assert events == ["render", ("display", "Image"), "render", ("display", "Image")]
+    picture = real_picture(__import__("matplotlib.pyplot").pyplot.figure(figsize=(1, 1)))
+    assert picture.data.startswith(b"\x89PNG")
