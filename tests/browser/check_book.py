@@ -38,6 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from book_pages import WIDGETS_DRAWN, toc_files  # noqa: E402,F401  (shared with the PDF printer)
+
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
 # Schemes that never reach the network.
 INERT_SCHEMES = frozenset({"data", "blob", "about", "javascript"})
@@ -103,27 +106,6 @@ def find_pages(html_dir: Path) -> list[str]:
             continue
         pages.append(relative.as_posix())
     return pages
-
-
-def toc_files(toc_path: Path) -> list[str]:
-    """The ``file`` entries of a Jupyter Book ``_toc.yml`` (root first), without suffixes."""
-    import yaml
-
-    toc = yaml.safe_load(Path(toc_path).read_text(encoding="utf-8"))
-    if not isinstance(toc, dict) or "root" not in toc:
-        raise ValueError(f"{toc_path} is not a Jupyter Book table of contents: it has no 'root'")
-    files = [str(toc["root"])]
-
-    def walk(entries: list) -> None:
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(str(entry["file"]))
-            for key in ("parts", "chapters", "sections"):
-                walk(entry.get(key))
-
-    for key in ("parts", "chapters", "sections"):
-        walk(toc.get(key))
-    return [re.sub(r"\.(md|ipynb|rst)$", "", name) for name in files]
 
 
 def screenshot_name(page: str) -> str:
@@ -264,26 +246,6 @@ _WIDGETS = """
 }
 """
 
-_WIDGETS_SETTLED = """
-() => {
-  // Done when every view the widget manager can draw is drawn. Without a manager on the page
-  // (embed.js sets _jupyter_widget_embedder) or without a saved model, nothing will be drawn.
-  if (!window._jupyter_widget_embedder) return true;
-  const models = {};
-  for (const script of document.querySelectorAll('script[type="application/vnd.jupyter.widget-state+json"]')) {
-    try { Object.assign(models, JSON.parse(script.textContent).state || {}); } catch (error) {}
-  }
-  return [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')].every(script => {
-    let modelId = null;
-    try { modelId = JSON.parse(script.textContent).model_id; } catch (error) { return true; }
-    if (!(modelId in models)) return true;
-    const area = script.previousElementSibling;
-    return area && area.classList.contains('widget-subarea')
-      && area.querySelector('.jupyter-widgets, [class*="widget-"]');
-  });
-}
-"""
-
 _RESOURCE_TAGS = """
 () => [...document.querySelectorAll(
   'link[href], script[src], img[src], iframe[src], source[src], video[src], audio[src], embed[src], object[data]')]
@@ -337,7 +299,7 @@ def _inspect(page, report: PageReport, screenshot_dir: Path | None) -> None:
             problems.append(f"image did not load: {image['src'] or '(no src)'}")
 
     with contextlib.suppress(Exception):  # a timeout is reported below, view by view
-        page.wait_for_function(_WIDGETS_SETTLED, timeout=SETTLE_TIMEOUT_MS)
+        page.wait_for_function(WIDGETS_DRAWN, timeout=SETTLE_TIMEOUT_MS)
     widgets = page.evaluate(_WIDGETS)
     report.widget_views = len(widgets["views"])
     report.rendered_widgets = [view for view in widgets["views"] if view["rendered"]]
