@@ -9,7 +9,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -70,6 +70,7 @@ class Row:
     goal: str = ""
     passed: bool | None = None
     note: str = ""
+    spread: str = ""  # how much the ratio moved between rounds: "lowest-highest (N rounds)"
 
     @property
     def verdict(self) -> str:
@@ -77,11 +78,19 @@ class Row:
 
 
 def speed_row(benchmark: str, measured: str, reference: str, ratio: float, *, at_least: float | None = None,
-              note: str = "") -> Row:
-    """A row whose ratio is a speed-up (``at_least``: the goal, a minimum ratio)."""
+              note: str = "", spread: str = "") -> Row:
+    """A row whose ratio is a speed-up (``at_least``: the goal, a minimum ratio; ``spread``: see
+    :func:`spread_text`)."""
     goal = f">= {at_least:g}x" if at_least is not None else ""
     passed = None if at_least is None else ratio >= at_least
-    return Row(benchmark, measured, reference, ratio, f"{ratio:.2f}x", goal, passed, note)
+    return Row(benchmark, measured, reference, ratio, f"{ratio:.2f}x", goal, passed, note, spread)
+
+
+def spread_text(values: Sequence[float], percent: bool = False) -> str:
+    """The range of a ratio over its rounds, as the table shows it: ``1.41-1.80 (9 rounds)``."""
+    low, high = min(values), max(values)
+    shown = f"{low:.1%}-{high:.1%}" if percent else f"{low:.2f}-{high:.2f}"
+    return f"{shown} ({len(values)} round{'s' if len(values) != 1 else ''})"
 
 
 def budget_row(benchmark: str, seconds: float | None, budget_seconds: float, *, note: str = "",
@@ -128,9 +137,19 @@ class Comparison:
     lowest: dict[str, float]
     highest: dict[str, float]
     best_speeds: dict[str, float]
+    rounds: dict[str, list[float]] = field(default_factory=dict)  # every round's speed, in order
 
     def spread(self, name: str) -> str:
         return f"per-round ratios {self.lowest[name]:.2f}-{self.highest[name]:.2f}"
+
+    def ratio_spread(self, name: str) -> str:
+        """The spread of ``name``'s per-round ratios to the reference (:func:`spread_text`)."""
+        return self.ratio_between(name, next(iter(self.rounds)))[1]
+
+    def ratio_between(self, name: str, other: str) -> tuple[float, str]:
+        """Median and spread of ``name``'s speed over ``other``'s, round by round."""
+        ratios = [value / base for value, base in zip(self.rounds[name], self.rounds[other])]
+        return statistics.median(ratios), spread_text(ratios)
 
 
 def interleaved(candidates: dict[str, Callable[[], float]], rounds: int, warmup_rounds: int = 1) -> Comparison:
@@ -155,7 +174,7 @@ def interleaved(candidates: dict[str, Callable[[], float]], rounds: int, warmup_
                       {name: statistics.median(values) for name, values in ratios.items()},
                       {name: min(values) for name, values in ratios.items()},
                       {name: max(values) for name, values in ratios.items()},
-                      {name: max(values) for name, values in speeds.items()})
+                      {name: max(values) for name, values in speeds.items()}, speeds)
 
 
 def timed(function: Callable[[], object]) -> tuple[float, object]:
@@ -168,15 +187,16 @@ def timed(function: Callable[[], object]) -> tuple[float, object]:
 EXPLANATION = (
     "Every speed is a ratio against a reference measured in the same process, on the same data, "
     "alternating with it round by round (so a change in the machine's load hits both): "
-    "ratio = project speed / reference speed, or for end-to-end rows measured time / budget. "
-    "Regenerate with the command below (`make bench`)."
+    "ratio = project speed / reference speed (the median over the rounds), or for end-to-end rows "
+    "measured time / budget; spread = the lowest and highest ratio of a single round, which says how "
+    "much a rerun may differ. Regenerate with the command below (`make bench`)."
 )
 
-COLUMNS = ("benchmark", "measured", "reference", "ratio", "goal", "verdict")
+COLUMNS = ("benchmark", "measured", "reference", "ratio", "spread", "goal", "verdict")
 
 
 def _cells(row: Row) -> list[str]:
-    return [row.benchmark, row.measured, row.reference, row.ratio_text, row.goal, row.verdict]
+    return [row.benchmark, row.measured, row.reference, row.ratio_text, row.spread, row.goal, row.verdict]
 
 
 def text_table(rows: Sequence[Row]) -> str:

@@ -3,7 +3,9 @@
 The README's "Performance" section holds two blocks, each between ``<!-- bench:NAME -->`` and
 ``<!-- /bench:NAME -->``: ``speed`` (from ``bench/RESULTS.md``, written by ``make bench``) and
 ``reproduce`` (from ``bench/REPRODUCE.md``, written by ``python -m bench.end_to_end --reproduce``).
-Each block is the file's text with its title demoted, so the README shows exactly the last run.
+Each block is the file's text with its title demoted, so the README shows exactly the last run:
+each ratio is the median of its rounds, and beside it the spread, the lowest and highest ratio of a
+single round (:func:`spread_problems` names a ratio shown without one, or outside it).
 """
 
 from __future__ import annotations
@@ -42,11 +44,43 @@ def current_block(readme_text: str, name: str) -> str:
     return match.group(1).rstrip("\n")
 
 
+_SPREAD = re.compile(r"^(?P<low>\d+\.\d+)(?P<unit>%?)-(?P<high>\d+\.\d+)%? \((?P<rounds>\d+) rounds?\)$")
+_RATIO = re.compile(r"^(?P<value>\d+\.\d+)(?P<unit>x|% of peak)$")
+
+
+def table_rows(markdown: str) -> list[dict[str, str]]:
+    """The rows of the first Markdown table in ``markdown``, as {column: cell}."""
+    lines = [line.strip() for line in markdown.splitlines() if line.strip().startswith("|")]
+    if len(lines) < 2:
+        return []
+    split = lambda line: [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip("|"))]  # noqa: E731
+    header = split(lines[0])
+    return [dict(zip(header, split(line))) for line in lines[2:]]
+
+
+def spread_problems(markdown: str) -> list[str]:
+    """The rows of a results table whose ratio is measured over rounds (a speed-up ``1.52x`` or a
+    share of peak ``22.0% of peak``) but shows no spread, or a spread that does not hold the ratio."""
+    problems = []
+    for row in table_rows(markdown):
+        ratio = _RATIO.match(row.get("ratio", ""))
+        if ratio is None:
+            continue
+        spread = _SPREAD.match(row.get("spread", ""))
+        if spread is None:
+            problems.append(f"{row['benchmark']}: ratio {row['ratio']} without a spread ({row.get('spread', '')!r})")
+        elif not float(spread["low"]) - 0.005 <= float(ratio["value"]) <= float(spread["high"]) + 0.005:
+            problems.append(f"{row['benchmark']}: ratio {row['ratio']} outside its spread {row['spread']}")
+    return problems
+
+
 def main() -> int:
     text = README.read_text(encoding="utf-8")
     for name, source in SOURCES.items():
         if source.is_file():
             text = replace_block(text, name, block_text(source))
+            for problem in spread_problems(source.read_text(encoding="utf-8")):
+                print(f"{source.relative_to(REPOSITORY)}: {problem}", file=sys.stderr)
         else:
             print(f"{source.relative_to(REPOSITORY)} is missing: the README's {name} block is left as it is",
                   file=sys.stderr)

@@ -1,7 +1,7 @@
 """Run every benchmark and print one table: ``python -m bench`` or ``python bench/run_all.py``.
 
 Options: ``--quick`` (a smoke run of a few seconds; its numbers mean nothing), ``--markdown FILE``
-(also write the table as Markdown), ``--only cnn,seq2seq,e2e`` (a subset), ``--threads N``
+(also write the table as Markdown), ``--only cnn,seq2seq,live,pages,e2e`` (a subset), ``--threads N``
 (default: all cores), ``--skip-notebooks`` / ``--skip-book`` (the two slow end-to-end commands).
 """
 
@@ -14,10 +14,10 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     __package__ = "bench"
 
-from bench import cnn_speed, end_to_end, seq2seq_speed  # noqa: E402
+from bench import cnn_speed, cnn_steps, end_to_end, live_speed, notebook_times, page_weight, seq2seq_speed  # noqa: E402
 from bench.common import Row, machine_description, prepare_environment, report, standard_arguments  # noqa: E402
 
-BENCHMARKS = ("cnn", "seq2seq", "e2e")
+BENCHMARKS = ("cnn", "seq2seq", "live", "pages", "e2e")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,12 +37,23 @@ def main(argv: list[str] | None = None) -> int:
     if "cnn" in chosen:
         print("measuring CNN training ...", flush=True)
         rows += cnn_speed.run(arguments.quick)
+        print("measuring a CNN training step, part by part ...", flush=True)
+        rows += cnn_steps.run(arguments.quick)
     if "seq2seq" in chosen:
         print("measuring the translator ...", flush=True)
         rows += seq2seq_speed.run(arguments.quick)
+    if "live" in chosen:
+        print("measuring the live panels in Chromium ...", flush=True)
+        rows += live_speed.run(arguments.quick)
+    if "pages" in chosen:
+        print("measuring the rendered book's page weights in Chromium ...", flush=True)
+        rows += page_weight.run(arguments.quick)
     if "e2e" in chosen:
         print("measuring end-to-end times ...", flush=True)
         rows += end_to_end.run(arguments.quick, notebooks=not arguments.skip_notebooks, book=not arguments.skip_book)
+        if not arguments.skip_notebooks:
+            print("measuring each notebook on the stored runs ...", flush=True)
+            rows += notebook_times.run(arguments.quick)
     title = f"hw2lib benchmarks ({threads} torch threads)"
     if arguments.quick:
         title += " -- QUICK SMOKE RUN, numbers not meaningful"

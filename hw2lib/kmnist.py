@@ -78,7 +78,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read a gzipped MNIST idx file (labels or images) as a uint8 array.
 
     Checks the magic number, the header and that the payload has exactly the size the header
-    announces; a truncated, foreign or damaged file raises :class:`DataError` naming it. Never
+    announces; a truncated, foreign or damaged file raises :class:`~hw2lib.download.DataError` naming it. Never
     inflates more than the announced size plus one byte (a gzip bomb is refused, not unpacked), and
     a header announcing more than :data:`MAX_IDX_BYTES` is refused before reading on.
     """

@@ -73,10 +73,18 @@ def _no_worker_outlives_its_test():
         process.communicate()
 
 
+def _as_from_a_terminal() -> None:
+    # A suite started in the background (`make test &`, nohup) runs with SIGINT ignored, and a child
+    # inherits that: Python would then never raise KeyboardInterrupt. A user's Ctrl-C reaches a
+    # process started from a terminal, so the worker gets the default disposition back.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_worker(results: Path, mark: Path) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-c", _WORKER, str(results), str(mark)], cwd=REPOSITORY,
                                env={**os.environ, "PYTHONPATH": str(REPOSITORY), "HW2LIB_PROFILE": "quick"},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_as_from_a_terminal)
     _STARTED.append(process)
     return process
 

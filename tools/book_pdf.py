@@ -47,7 +47,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
 PRINT_CSS = """
 @media print {
   img, svg, canvas { max-width: 100% !important; }
-  h1, h2, h3 { break-after: avoid; }
+  h1, h2, h3 { break-after: avoid; break-inside: avoid; }
   figure, img, .cell_output .output.image_png { break-inside: avoid; }
   .bd-header-article, .header-article-items, .prev-next-area, .bd-footer, .bd-footer-article,
   .bd-sidebar-primary, .bd-sidebar-secondary, .headerlink, #pst-back-to-top { display: none !important; }

@@ -30,10 +30,14 @@ _SCROLL_RULES = """/* Boxes that scroll sideways on a narrow screen get a scroll
 /* A long name in inline code (hw2lib.convolution.conv_net_parameter_count()) may break anywhere
    rather than push the page wider than a phone's screen. */
 .bd-article code.literal, .bd-article code.literal span.pre, .bd-article dt.sig {{ overflow-wrap: anywhere; }}
-.bd-article code.literal span.pre {{ white-space: normal; }}
+.bd-article code.literal span.pre, .bd-article dt.sig span.pre {{ white-space: normal; }}
+.bd-article dt.sig span.pre {{ overflow-wrap: anywhere; }}  /* a long value, e.g. an address, in a signature */
 /* A table wider than the column (marked by _WIDE_TABLES) scrolls inside a box no taller than the window. */
-.pst-scrollable-table-container.hw2-wide {{ max-height: 85vh; overflow: auto; }}
-.pst-scrollable-table-container.hw2-wide thead th {{ position: sticky; top: 0; background: var(--pst-color-background, #fff); z-index: 1; }}
+@media screen {{  /* on paper a table is never a scroll box */
+  .pst-scrollable-table-container.hw2-wide {{ max-height: 85vh; overflow: auto; }}
+  .pst-scrollable-table-container.hw2-wide thead th {{ position: sticky; top: 0; z-index: 1;
+                                                       background: var(--pst-color-background, #fff); }}
+}}
 @supports not selector(::-webkit-scrollbar) {{
   {plain} {{ scrollbar-width: thin; scrollbar-color: #9aa3ad transparent; }}
 }}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -312,6 +313,7 @@ def test_a_widget_notebook_reads_correctly_in_a_book_built_with_the_projects_con
     book.mkdir()
     (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: slider\n")
     (book / "intro.md").write_text("# Intro\n\nThe kernel size $k$ and\n\n$$H' = H - M + 1$$\n")
+    shutil.copy(REPO / "book" / "references.bib", book)  # the configuration's bibliography
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.cells = [

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from bench.common import text_table
-from bench.page_weight import (BUILD_BUDGET, PAGE_BUDGET, build_row, folder_size, measure_pages, model_data_files,
-                               page_row)
+from bench.page_weight import (BUILD_BUDGET, PAGE_BUDGET, PRINTED_BOOK, build_row, folder_size, measure_pages,
+                               model_data_files, page_row)
 
 REPO = Path(__file__).resolve().parents[2]
 HTML_DIR = Path(os.environ.get("HW2BOOK_HTML") or REPO / "_build" / "html")
@@ -66,6 +66,9 @@ def test_folder_size_counts_every_file(tmp_path):
     size, parts = folder_size(root)
     assert size == sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
     assert parts[0] == (300_000, "_static/live")
+    (root / PRINTED_BOOK).write_bytes(b"%PDF" + bytes(500_000))  # the printed book: a download of its own
+    assert folder_size(root) == (size, parts)
+    assert "hw2book.pdf (make pdf), 0.50 MB, not counted" in build_row(root, "the scratch site").note
 
 
 @pytest.fixture(scope="module")
