@@ -227,6 +227,14 @@ def against_published(attention: bool, split: str, error: float) -> str:
     return "inside the published range"
 
 
+def against_published_ranges(attention: bool, val_error: float, test_error: float) -> str:
+    """Both splits' :func:`against_published` in one phrase, as chapter 3's answers say it."""
+    val, test = against_published(attention, "val", val_error), against_published(attention, "test", test_error)
+    if val == test == "inside the published range":
+        return "both inside the published ranges"
+    return f"validation {val}, test {test}"
+
+
 def results_rows(runs: dict[bool, Run]) -> list[dict]:
     """One row per model: final and best-epoch greedy error rates beside the published ranges,
     training time and size (chapter 3)."""

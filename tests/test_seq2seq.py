@@ -183,3 +183,13 @@ def test_against_published_says_inside_above_or_below_with_the_distance():
     assert against_published(False, "val", high) == "inside the published range"
     assert against_published(False, "val", high + 0.0018) == f"0.0018 above the highest published figure ({high:.4f})"
     assert against_published(False, "val", low - 0.01) == f"0.0100 below the lowest published figure ({low:.4f})"
+
+
+def test_against_published_ranges_joins_both_splits():
+    from hw2lib.seq2seq_runs import PUBLISHED_ERRORS, against_published_ranges
+
+    val, test = PUBLISHED_ERRORS[True]["val"], PUBLISHED_ERRORS[True]["test"]
+    assert against_published_ranges(True, val[0], test[0]) == "both inside the published ranges"
+    high = max(PUBLISHED_ERRORS[True]["val"])
+    assert against_published_ranges(True, high + 0.01, test[0]) == (
+        f"validation 0.0100 above the highest published figure ({high:.4f}), test inside the published range")
