@@ -253,10 +253,14 @@ def tatoeba_pairs(zip_path: str | Path) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class VariantChoice:
-    """Which character MT variant :func:`resolve_variant` chose, and why; ``str()`` is one line."""
+    """Which character MT variant :func:`resolve_variant` chose, and why; ``str()`` is one line.
+
+    ``source`` says where the files came from (the mirror's path or the upstream address); it is kept
+    out of ``str()``, which chapter 3 prints, so that the line reads the same on every machine."""
 
     variant: str
     reason: str
+    source: str = ""
 
     def __str__(self) -> str:
         return f"character MT data: {self.variant} -- {self.reason}"
@@ -293,7 +297,7 @@ def _auto_choice(mirror_location: str | None, cache: str) -> VariantChoice:
         return VariantChoice("tatoeba", f"the course's files could not be had ({course_error}); using the variant "
                              "built from Tatoeba's spa-eng.zip instead, whose numbers are not the course's")
     where = f"the mirror {mirror_location}" if mirror_location else COURSE_UPSTREAM
-    return VariantChoice("course", f"the homework's files, from {where} (or the cache), sha256-checked")
+    return VariantChoice("course", "the homework's files, sha256-checked", f"{where} (or the cache)")
 
 
 def load_char_mt(variant: str = "course", *, seed: int = 42) -> CharMT:
