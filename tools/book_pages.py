@@ -1,11 +1,48 @@
-"""The built book's pages: their order (book/_toc.yml) and when one is ready to be looked at
-(JavaScript run inside the page by Playwright). Shared by the PDF printer (tools/book_pdf.py) and
+"""The built book's pages: their order (book/_toc.yml), served over HTTP on 127.0.0.1 to Debian's
+Chromium, and when one is ready to be looked at (JavaScript run inside the page by Playwright). Shared by the PDF printer (tools/book_pdf.py) and
 the browser check (tests/browser)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
+import os
 import re
+import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+@contextlib.contextmanager
+def serve(html_dir: Path) -> Iterator[str]:
+    """Serve ``html_dir`` on 127.0.0.1 at a free port; yields the base URL (ending in "/")."""
+    handler = functools.partial(_QuietHandler, directory=str(html_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (or HW2BOOK_CHROMIUM); Playwright's own browser download is not used."""
+    candidate = os.environ.get("HW2BOOK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(candidate).is_file():
+        raise FileNotFoundError(
+            f"no Chromium at {candidate}: install it (`apt-get install chromium`) or set HW2BOOK_CHROMIUM"
+        )
+    return candidate
 
 
 def toc_files(toc_path: Path) -> list[str]:

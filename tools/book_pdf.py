@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import html
-import http.server
 import io
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +28,7 @@ from urllib.parse import urlsplit
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from book_pages import PANELS_FAILED, PANELS_READY, WIDGETS_DRAWN, toc_files  # noqa: E402
+from book_pages import PANELS_FAILED, PANELS_READY, WIDGETS_DRAWN, chromium_path, serve, toc_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"format": "A4", "margin": {"top": "16mm", "bottom": "18mm", "left": "15mm", "right": "15mm"}}
@@ -115,31 +112,6 @@ class Printed:
     pdf: bytes
     pages: int = 0
     section_pages: list[tuple[str, int]] = field(default_factory=list)  # (title, page within this PDF)
-
-
-@contextlib.contextmanager
-def serve(folder: Path):
-    """``folder`` over HTTP on 127.0.0.1; yields the base URL."""
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def chromium_path() -> str:
-    candidate = os.environ.get("HW2BOOK_CHROMIUM") or "/usr/bin/chromium"
-    if not Path(candidate).is_file():
-        raise FileNotFoundError(f"no Chromium at {candidate}: install it (apt-get install chromium) or set HW2BOOK_CHROMIUM")
-    return candidate
 
 
 @contextlib.contextmanager

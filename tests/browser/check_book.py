@@ -23,15 +23,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
-import http.server
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,7 +35,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-from book_pages import WIDGETS_DRAWN, toc_files  # noqa: E402,F401  (shared with the PDF printer)
+from book_pages import WIDGETS_DRAWN, chromium_path, serve, toc_files  # noqa: E402,F401  (shared with the PDF printer)
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
 # Schemes that never reach the network.
@@ -118,36 +114,6 @@ def is_local_url(url: str) -> bool:
     if parts.scheme in INERT_SCHEMES:
         return True
     return parts.scheme in {"http", "https", "ws", "wss"} and parts.hostname in LOCAL_HOSTS
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
-        pass
-
-
-@contextlib.contextmanager
-def serve(html_dir: Path) -> Iterator[str]:
-    """Serve ``html_dir`` on 127.0.0.1 at a free port; yields the base URL (ending in "/")."""
-    handler = functools.partial(_QuietHandler, directory=str(html_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def chromium_path() -> str:
-    """Debian's Chromium (or HW2BOOK_CHROMIUM); Playwright's own browser download is not used."""
-    candidate = os.environ.get("HW2BOOK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(candidate).is_file():
-        raise FileNotFoundError(
-            f"no Chromium at {candidate}: install it (`apt-get install chromium`) or set HW2BOOK_CHROMIUM"
-        )
-    return candidate
 
 
 @contextlib.contextmanager
