@@ -89,7 +89,7 @@ test-notebooks: setup
 	HW2LIB_PROFILE=quick $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --nbval --nbval-current-env book/*.ipynb
 
 # Every experiment of the book in the full profile, stored under results/full: two streams of one
-# CPU thread each, so a 2-core laptop is kept busy (about 19 minutes when nothing else runs; a run
+# CPU thread each, so a 2-core laptop is kept busy (about 22 minutes when nothing else runs; a run
 # already stored is loaded, not retrained, so delete a run's folder to train it again). The streams
 # hold about equal work: the three attention translators (the slowest runs) and one CNN seed run,
 # against the three translators without attention, the chapter 2 sweep and the other CNN seed run.
