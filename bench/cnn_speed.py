@@ -28,8 +28,8 @@ from hw2lib.cnn_runs import KMNISTTask, cnn_config
 from hw2lib.kmnist import load_kmnist
 from hw2lib.train import train
 
-from .common import Row, format_rate, interleaved, machine_description, prepare_environment, report, speed_row, \
-    spread_text, standard_arguments
+from .common import Row, competing_load, format_rate, interleaved, machine_description, prepare_environment, report, \
+    speed_row, spread_text, standard_arguments, torch_threads
 
 SEED = 42
 LEARNING_RATE = 5e-4
@@ -131,8 +131,9 @@ class SkeletonLoop:
     evaluated in one batch after each epoch. One call = one epoch; returns images per second."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, dev: tuple[torch.Tensor, torch.Tensor],
-                 batch_size: int) -> None:
+                 batch_size: int, threads: int | None = None) -> None:
         torch.manual_seed(SEED)
+        self.threads = threads  # None: the process's setting
         self.model = build_model("cnn")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LEARNING_RATE)
         self.criterion = nn.NLLLoss()
@@ -143,6 +144,10 @@ class SkeletonLoop:
         self.losses: list[float] = []
 
     def __call__(self) -> float:
+        with torch_threads(self.threads):
+            return self._epoch()
+
+    def _epoch(self) -> float:
         started = time.perf_counter()
         self.model.train()
         for images, labels in self.loader:
@@ -174,17 +179,47 @@ class ProjectLoop:
 
     def __call__(self) -> float:
         self.calls += 1  # a new seed per call: every epoch sees a different shuffle, as in a real run
-        previous_threads = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             started = time.perf_counter()
             with contextlib.redirect_stderr(io.StringIO()):  # train()'s epoch bar: one line per round otherwise
                 train(self.model, self.task, epochs=1, learning_rate=LEARNING_RATE, seed=SEED + self.calls,
                       device="cpu", progress=False, fused_adam=self.fused_adam)
             return self.samples / (time.perf_counter() - started)
-        finally:
-            torch.set_num_threads(previous_threads)
+
+
+def busy_rows(images: torch.Tensor, labels: torch.Tensor, dev: tuple[torch.Tensor, torch.Tensor],
+              settings: Settings, channels_last: bool, fused_adam: bool) -> list[Row]:
+    """Batch 8 again while another process keeps one core busy: both loops on the process's
+    threads (torch's default, what a run without ``--threads`` gets), and both on the cores left free."""
+    threads = torch.get_num_threads()
+    free = max(1, threads - 1)
+    with competing_load(1) as load:
+        candidates = {"reference": SkeletonLoop(images, labels, dev, 8),
+                      "project": ProjectLoop(images, labels, dev, 8, channels_last, fused_adam)}
+        if free != threads:
+            candidates["reference, free cores"] = SkeletonLoop(images, labels, dev, 8, threads=free)
+            candidates["project, free cores"] = ProjectLoop(images, labels, dev, 8, channels_last, fused_adam,
+                                                            threads=free)
+        measured = interleaved(candidates, settings.rounds)
+    speeds = measured.speeds
+    common = (f"{load}; {len(labels):,} images per epoch, median of {settings.rounds} interleaved epochs after "
+              f"1 warm-up")
+    rows = [speed_row(
+        f"CNN training, batch 8, busy machine: project loop vs skeleton loop, both on {threads} thread(s)",
+        format_rate(speeds["project"], "img"), format_rate(speeds["reference"], "img"), measured.ratios["project"],
+        at_least=1.5, spread=measured.ratio_spread("project"),
+        note=(f"{common}; both loops on torch's {threads} threads, what a run without --threads gets: a thread "
+              f"that shares its core with the other process holds up every parallel kernel, on both sides"))]
+    if free != threads:
+        ratio, spread = measured.ratio_between("project, free cores", "reference, free cores")
+        rows.append(speed_row(
+            f"CNN training, batch 8, busy machine: project loop vs skeleton loop, both on the {free} free core(s)",
+            format_rate(speeds["project, free cores"], "img"), format_rate(speeds["reference, free cores"], "img"),
+            ratio, at_least=1.5, spread=spread,
+            note=(f"{common}; both loops on {free} thread(s), one per core the other process leaves free "
+                  f"(--threads {free}); against torch's {threads} threads under the same load the project loop runs "
+                  f"{speeds['project, free cores'] / speeds['project']:.1f}x faster")))
+    return rows
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -257,7 +292,7 @@ def run(quick: bool = False) -> list[Row]:
               f"{settings.matmul_size}x{settings.matmul_size} float32 torch.mm, before and after")))
     rows[-1].ratio_text, rows[-1].goal = f"{achieved / peak:.1%} of peak", ">= 20% of peak"
     rows[-1].spread = spread_text([speed * training_flops / peak for speed in project_rounds_64], percent=True)
-    return rows
+    return rows + busy_rows(images, labels, dev, settings, project_channels_last, project_config["fused_adam"])
 
 
 def main() -> int:

@@ -27,8 +27,8 @@ from hw2lib.optim import LeanFusedAdam
 from hw2lib.utils import to_device
 
 from .cnn_speed import DEV_IMAGES, FULL, LEARNING_RATE, QUICK, SEED, SkeletonLoop
-from .common import Row, machine_description, prepare_environment, report, speed_row, spread_text, \
-    standard_arguments
+from .common import Row, competing_load, machine_description, prepare_environment, report, speed_row, \
+    spread_text, standard_arguments
 
 PARTS = ("data", "forward", "backward", "optimizer", "rest")
 PART_NAMES = {"data": "data (next batch, to device)", "forward": "forward (model and loss)",
@@ -139,8 +139,11 @@ def breakdown(images: torch.Tensor, labels: torch.Tensor, dev: tuple[torch.Tenso
     return measured
 
 
-def breakdown_rows(measured: dict[str, dict[str, list[float]]], batch_size: int, threads: int) -> list[Row]:
-    """One row per part (project ms vs skeleton ms, ratio = skeleton / project), a total, and the bound."""
+def breakdown_rows(measured: dict[str, dict[str, list[float]]], batch_size: int, threads: int,
+                   load: str = "") -> list[Row]:
+    """One row per part (project ms vs skeleton ms, ratio = skeleton / project), a total, and the bound;
+    ``load``: the competing load it was measured under (:func:`bench.common.competing_load`), if any."""
+    condition = ", busy machine" if load else ""
     project, skeleton = measured["project"], measured["skeleton"]
     rounds = len(project["data"])
     totals = {name: [sum(parts[part][index] for part in PARTS) for index in range(rounds)]
@@ -151,15 +154,16 @@ def breakdown_rows(measured: dict[str, dict[str, list[float]]], batch_size: int,
         theirs = totals["skeleton"] if part == "total" else skeleton[part]
         ratios = [reference / value for reference, value in zip(theirs, mine)]
         rows.append(speed_row(
-            f"CNN batch {batch_size}, per step: {PART_NAMES.get(part, 'whole step')}",
+            f"CNN batch {batch_size}{condition}, per step: {PART_NAMES.get(part, 'whole step')}",
             f"{statistics.median(mine):.3f} ms", f"{statistics.median(theirs):.3f} ms", statistics.median(ratios),
             spread=spread_text(ratios),
             note=(f"project loop (measured) vs skeleton loop (reference), median ms per step over {rounds} "
-                  f"interleaved epochs, {threads} thread(s); ratio = skeleton / project") if part == "data" else ""))
+                  f"interleaved epochs, {threads} thread(s); ratio = skeleton / project"
+                  + (f"; {load}" if load else "")) if part == "data" else ""))
     passes = [forward + backward for forward, backward in zip(project["forward"], project["backward"])]
     bound = [total / work for total, work in zip(totals["skeleton"], passes)]
     rows.append(speed_row(
-        f"CNN batch {batch_size}: the most any loop could gain (skeleton step / project forward + backward)",
+        f"CNN batch {batch_size}{condition}: the most any loop could gain (skeleton step / project forward + backward)",
         f"{statistics.median(passes):.3f} ms", f"{statistics.median(totals['skeleton']):.3f} ms",
         statistics.median(bound), spread=spread_text(bound),
         note=("informational: a loop whose data, optimizer and Python cost nothing would still run the forward and "
@@ -168,21 +172,26 @@ def breakdown_rows(measured: dict[str, dict[str, list[float]]], batch_size: int,
     return rows
 
 
-def run(quick: bool = False, batch_size: int = 8) -> list[Row]:
-    """Measure; return the table's rows."""
+def run(quick: bool = False, batch_size: int = 8, busy: bool = False) -> list[Row]:
+    """Measure (``busy``: while another process keeps one core busy); return the table's rows."""
     settings = QUICK if quick else FULL
     data = load_kmnist("kmnist-t10k")
     images, labels = (tensor[:settings.train_images].contiguous() for tensor in data.train)
     dev = tuple(tensor[:DEV_IMAGES].contiguous() for tensor in data.dev)
-    measured = breakdown(images, labels, dev, batch_size, settings.rounds)
-    return breakdown_rows(measured, batch_size, torch.get_num_threads())
+    if not busy:
+        return breakdown_rows(breakdown(images, labels, dev, batch_size, settings.rounds), batch_size,
+                              torch.get_num_threads())
+    with competing_load(1) as load:
+        measured = breakdown(images, labels, dev, batch_size, settings.rounds)
+    return breakdown_rows(measured, batch_size, torch.get_num_threads(), load)
 
 
 def main() -> int:
     arguments = standard_arguments("Where a CNN training step's time goes, project loop vs skeleton").parse_args()
     threads = prepare_environment(arguments.threads)
-    rows = run(arguments.quick)
-    report(rows, machine_description(), arguments.markdown, f"CNN training step, part by part ({threads} threads)")
+    machine = machine_description()
+    rows = run(arguments.quick) + run(arguments.quick, busy=True)
+    report(rows, machine, arguments.markdown, f"CNN training step, part by part ({threads} threads)")
     return 0
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -26,6 +28,61 @@ def prepare_environment(threads: int | None = None) -> int:
     threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     return threads
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block on ``threads`` torch threads (None: leave the process's setting), then restore it."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+# Another training run, as far as the CPU can tell: float32 matrix products on one thread, until the
+# parent (the benchmark) ends. It says "ready" once torch is imported and the loop is about to start.
+BUSY_WORKER = """
+import os, sys
+import torch
+torch.set_num_threads(1)
+parent = int(sys.argv[1])
+left, right = torch.randn(256, 256), torch.randn(256, 256)
+print("ready", flush=True)
+while os.getppid() == parent:
+    for _ in range(20):
+        left @ right
+"""
+
+
+@contextlib.contextmanager
+def competing_load(cores: int = 1) -> Iterator[str]:
+    """Keep ``cores`` cores busy while the block runs, as a second training run on the machine
+    would: one process each, multiplying float32 matrices on one thread. They are stopped when the
+    block ends (and stop by themselves if this process dies). Yields a description for the notes."""
+    if cores < 1:
+        raise ValueError(f"cores must be at least 1, got {cores}")
+    workers = [subprocess.Popen([sys.executable, "-c", BUSY_WORKER, str(os.getpid())], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(cores)]
+    try:
+        for worker in workers:
+            if worker.stdout is None or worker.stdout.readline().strip() != "ready":
+                raise RuntimeError("a competing-load process did not start (it could not import torch)")
+        yield (f"busy machine: {cores} other process{'es' if cores > 1 else ''} kept {cores} of the "
+               f"{os.cpu_count()} cores busy (float32 256x256 matrix products on one thread, like a second training run)")
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            if worker.stdout is not None:
+                worker.stdout.close()
 
 
 def cpu_model() -> str:

@@ -32,12 +32,12 @@ from hw2lib.chardata import PAD, CharBatch, CharMT, CharPairs
 from hw2lib.decoding import decode_split
 from hw2lib.runs import load_run, results_dir, weights_file
 from hw2lib.seq2seq import Seq2Seq, source_padding_mask
-from hw2lib.seq2seq_runs import TranslationTask, build_seq2seq, char_mt_data, seq2seq_config
+from hw2lib.seq2seq_runs import TranslationTask, build_seq2seq, char_mt_data, seq2seq_config, teacher_forcing_loss
 from hw2lib.train import train
 from hw2lib.utils import load_state_dict_file
 
 from .common import Row, format_rate, format_seconds, interleaved, machine_description, prepare_environment, report, \
-    speed_row, spread_text, standard_arguments, timed
+    speed_row, spread_text, standard_arguments, timed, torch_threads
 
 BEAM_SIZE = 5
 
@@ -211,11 +211,86 @@ def training_rows(data: CharMT, settings: Settings) -> list[Row]:
                         f"gathers and the shut-gate solve"))]
 
 
+# --- the floor: a training step against its three LSTM layers alone --------------------------------
+
+class TrainingSteps:
+    """Training steps of the project's translator (teacher-forcing loss, backward, torch's Adam, as
+    :func:`hw2lib.train.train` runs them) over fixed batches, on one thread; returns batches per second."""
+
+    def __init__(self, model: Seq2Seq, batches: list[CharBatch]) -> None:
+        self.model, self.batches = model.train(), batches
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
+
+    def __call__(self) -> float:
+        with torch_threads(1):
+            started = time.perf_counter()
+            for batch in self.batches:
+                self.optimizer.zero_grad(set_to_none=True)
+                teacher_forcing_loss(self.model, batch).backward()
+                self.optimizer.step()
+            return len(self.batches) / (time.perf_counter() - started)
+
+
+class LSTMLayersOnly:
+    """The same batches' LSTM work alone: each encoder direction (one fused call over the source
+    length) and the decoder (one call over the target length), forward and backward, on inputs of
+    the step's shapes; everything else a step does (embedding, dropout, attention, generator, loss,
+    alignment, Adam) left out. Batches per second, one thread."""
+
+    def __init__(self, model: Seq2Seq, batches: list[CharBatch]) -> None:
+        self.model = model.train()
+        hidden = model.encoder.hidden_size
+        self.inputs = [(torch.randn(len(batch.source_lengths), batch.source.shape[1], hidden, requires_grad=True),
+                        torch.randn(len(batch.source_lengths), batch.target.shape[1] - 1, hidden, requires_grad=True))
+                       for batch in batches]
+
+    def __call__(self) -> float:
+        encoder, decoder = self.model.encoder.lstm, self.model.decoder.lstm
+        weights = {suffix: [getattr(encoder, f"{name}_l0{suffix}") for name in
+                            ("weight_ih", "weight_hh", "bias_ih", "bias_hh")] for suffix in ("", "_reverse")}
+        with torch_threads(1):
+            started = time.perf_counter()
+            for source, target in self.inputs:
+                self.model.zero_grad(set_to_none=True)
+                zeros = source.new_zeros(1, source.shape[0], encoder.hidden_size)
+                total = sum(torch.lstm(source, (zeros, zeros), weights[suffix], True, 1, 0.0, True, False, True)[0].sum()
+                            for suffix in weights)
+                state = source.new_zeros(1, source.shape[0], decoder.hidden_size)
+                (total + decoder(target, (state, state))[0].sum()).backward()
+            return len(self.inputs) / (time.perf_counter() - started)
+
+
+def lstm_share_row(data: CharMT, settings: Settings) -> Row:
+    """How much of a training step the LSTM kernels take: what no loop around them can save."""
+    config = seq2seq_config(True, profile="full")
+    task = TrainingOnlyTask(CharPairs(data.train.pairs[:settings.train_pairs], data.source_vocab, data.target_vocab),
+                            CharPairs(data.val.pairs[:8], data.source_vocab, data.target_vocab), data.target_vocab,
+                            batch_size=config["batch_size"])
+    batches = list(task.training_batches(torch.Generator().manual_seed(42)))
+    measured = interleaved({"step": TrainingSteps(build_seq2seq(config, data), batches),
+                            "lstm": LSTMLayersOnly(build_seq2seq(config, data), batches)}, settings.rounds)
+    # step speed / LSTM speed = LSTM time / step time, round by round
+    shares = [step / lstm for step, lstm in zip(measured.rounds["step"], measured.rounds["lstm"])]
+    share = statistics.median(shares)
+    row = speed_row(
+        "seq2seq training (attention), batch 64, 1 thread: time in the three LSTM layers' kernels, share of a step",
+        f"{1000 / measured.speeds['lstm']:.1f} ms", f"{1000 / measured.speeds['step']:.1f} ms", share,
+        note=(f"informational, the floor of `make reproduce`: {len(batches)} batches of {len(task.train_pairs):,} "
+              f"training pairs, median of {settings.rounds} interleaved rounds; measured: both encoder directions "
+              f"and the decoder as torch's fused (oneDNN) LSTM calls, forward and backward, on inputs of each "
+              f"batch's shapes; reference: the whole training step (loss, backward, Adam) on the same batches; "
+              f"one thread, as each stream of `make reproduce` runs. A loop that cost nothing around these kernels "
+              f"would still spend this share of today's step in them"))
+    row.ratio_text, row.spread = f"{share:.0%} of a step", spread_text(shares, percent=True)
+    return row
+
+
 def run(quick: bool = False) -> list[Row]:
     """Measure; return the table's rows."""
     settings = QUICK if quick else FULL
     data = char_mt_data("course")
     rows = training_rows(data, settings)
+    rows.append(lstm_share_row(data, settings))
     val_pairs = CharPairs(data.val.pairs[:settings.decode_pairs], data.source_vocab, data.target_vocab)
     model, weights = decoding_model(data)
     rows += decoding_rows(model, data, val_pairs, settings, weights)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 from .download import DataError
 from .kmnist import VARIANTS
 from .runs import MAX_EPOCHS, METRICS_FILE, Run, TrainingInterrupted, load_run, recovery_advice, run_folder
-from .utils import MAX_THREADS, OneLineError, StoredFileError, set_threads
+from .utils import MAX_THREADS, OneLineError, StoredFileError, busy_machine_hint, set_threads
 
 EXIT_BAD_ARGUMENTS = 2
 EXIT_INTERRUPTED = TrainingInterrupted.exit_code
@@ -138,7 +138,10 @@ def _prepare(args: argparse.Namespace) -> dict:
 
     if args.threads is not None:
         set_threads(args.threads)
-    choose_device(args.device)  # fails early, with one line, on a device this machine lacks
+    device = choose_device(args.device)  # fails early, with one line, on a device this machine lacks
+    hint = busy_machine_hint() if args.threads is None and device.type == "cpu" else None
+    if hint is not None:
+        print(hint, file=sys.stderr)
     return {"variant": args.variant, "profile": args.profile, "device": args.device, "progress": not args.no_progress}
 
 

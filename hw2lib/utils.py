@@ -275,6 +275,28 @@ def set_threads(count: int) -> None:
     torch.set_num_threads(count)
 
 
+def busy_machine_hint(threads: int | None = None, load: float | None = None, cores: int | None = None) -> str | None:
+    """One line for the command line when other processes keep cores busy (chapter 2, "Reproducing the runs"), else None.
+
+    A CPU kernel on ``threads`` threads (default: torch's) waits for all of them, so when another
+    process holds one core the whole kernel runs at that thread's pace: the benchmarks measured a
+    batch-8 CNN 4x slower on 2 threads than on the 1 free core. ``load`` is the 1-minute load
+    average and ``cores`` the core count (default: this machine's); without a load average
+    (Windows) there is no hint.
+    """
+    threads = torch.get_num_threads() if threads is None else threads
+    cores = cores or os.cpu_count() or 1
+    if load is None:
+        if not hasattr(os, "getloadavg"):
+            return None
+        load = os.getloadavg()[0]
+    free = max(1, cores - math.floor(load + 0.25))  # a core busy three quarters of the minute counts
+    if threads <= 1 or free >= threads:
+        return None
+    return (f"note: other processes keep about {cores - free} of the {cores} cores busy (load average {load:.1f}); "
+            f"torch's {threads} threads would wait on each other: --threads {free} is likely faster")
+
+
 _HELD_LOCKS: set[str] = set()
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.cnn_speed import flop_counter_check, forward_flops_per_sample
-from bench.common import budget_row, interleaved, speed_row
+from bench.common import budget_row, competing_load, interleaved, speed_row, torch_threads
 from hw2lib.cnn import build_model
 
 
@@ -154,3 +154,54 @@ def test_the_translator_benchmark_starts_every_side_from_the_same_weights(char_m
     assert models["reference"].encoder.packed and not models["project"].encoder.packed
     assert type(models["reference"].decoder.dropout) is torch.nn.Dropout
     assert type(models["project"].decoder.dropout) is UniformDropout
+
+
+def test_torch_threads_sets_and_restores_the_count_even_on_error():
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with pytest.raises(RuntimeError):
+        with torch_threads(other):
+            assert torch.get_num_threads() == other
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+
+
+def test_competing_load_keeps_a_core_busy_and_stops_with_the_block():
+    import resource
+    import time
+
+    def child_cpu_seconds(seconds: float) -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+        with competing_load(1) as description:
+            time.sleep(seconds)
+        assert "1 other process kept 1 of the" in description
+        # the worker has been waited for, so its CPU time is counted: starting it, plus the block
+        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - before
+
+    start_only = child_cpu_seconds(0.0)
+    assert child_cpu_seconds(1.5) - start_only > 0.8  # busy most of the 1.5 s the block lasted
+    with pytest.raises(ValueError, match="cores must be at least 1"):
+        with competing_load(0):
+            pass
+
+
+def test_the_lstm_floor_times_exactly_the_three_lstm_layers(use_mirror):
+    from bench.seq2seq_speed import LSTMLayersOnly, TrainingSteps
+    from hw2lib.chardata import CharPairs, collate_pairs
+    from hw2lib.seq2seq_runs import build_seq2seq, char_mt_data, seq2seq_config
+
+    data = char_mt_data("course")
+    pairs = CharPairs(data.train.pairs[:20], data.source_vocab, data.target_vocab)
+    batches = [collate_pairs([pairs[index] for index in range(start, start + 10)]) for start in (0, 10)]
+    config = seq2seq_config(True, profile="quick")
+    model = build_seq2seq(config, data)
+    assert LSTMLayersOnly(model, batches)() > 0
+    with_gradient = {name for name, parameter in model.named_parameters() if parameter.grad is not None}
+    assert with_gradient == {name for name, _ in model.named_parameters() if ".lstm." in name}  # and nothing else
+    assert len(with_gradient) == 12  # two encoder directions and the decoder, 4 tensors each
+    before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    assert TrainingSteps(model, batches)() > 0  # a whole step: every weight moves
+    assert all(not torch.equal(before[name], parameter) for name, parameter in model.named_parameters()
+               if not name.endswith("embedding.weight"))

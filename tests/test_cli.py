@@ -138,6 +138,29 @@ def test_threads_default_keeps_torch_choice_and_the_option_sets_it(tmp_path, mon
     assert recorded == {1e-3: 2, 2e-3: 1}  # each run records the thread count it was trained with
 
 
+def test_a_busy_machine_gets_a_one_line_threads_hint_unless_threads_are_given(tmp_path, monkeypatch, capsys,
+                                                                               use_mirror):
+    import os
+
+    import torch
+
+    monkeypatch.setenv("HW2LIB_RESULTS", str(tmp_path))
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.9, 1.5, 1.0), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    before = torch.get_num_threads()
+    base = ["cnn", "--epochs", "1", "--profile", "quick", "--model", "fc", "--no-progress"]
+    try:
+        torch.set_num_threads(2)
+        assert main([*base, "--lr", "1e-3"]) == 0
+        hints = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+        assert hints == ["note: other processes keep about 1 of the 2 cores busy (load average 1.9); torch's 2 "
+                         "threads would wait on each other: --threads 1 is likely faster"]
+        assert main([*base, "--lr", "2e-3", "--threads", "2"]) == 0  # asked for: no second-guessing
+        assert "note: " not in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+
+
 # --- every failure is one line with the exit status of its kind ------------------------------------------
 
 QUICK_FC = ["cnn", "--lr", "1e-3", "--model", "fc", "--variant", "kmnist-t10k", "--epochs", "1", "--profile", "quick",
@@ -359,6 +382,17 @@ def test_the_thread_bound_holds_in_the_library_too():
     for bad in (0, MAX_THREADS + 1, 100_000, 2.5, True):
         with pytest.raises(ValueError, match=f"threads must be a whole number from 1 to {MAX_THREADS}"):
             set_threads(bad)
+
+
+def test_the_busy_machine_hint_counts_busy_cores_from_the_load_average():
+    from hw2lib.utils import busy_machine_hint
+
+    assert busy_machine_hint(threads=2, load=0.5, cores=2) is None  # a core busy half the minute: not yet
+    assert busy_machine_hint(threads=2, load=0.8, cores=2).endswith("--threads 1 is likely faster")
+    assert "--threads 5 " in busy_machine_hint(threads=8, load=2.8, cores=8)  # three of eight cores taken
+    assert "--threads 1 " in busy_machine_hint(threads=2, load=6.0, cores=2)  # never fewer than one thread
+    assert busy_machine_hint(threads=1, load=6.0, cores=2) is None  # one thread has nobody to wait for
+    assert busy_machine_hint(threads=4, load=1.0, cores=8) is None  # enough free cores for every thread
 
 
 def test_a_huge_learning_rate_names_a_folder_instead_of_blaming_the_run_name(tmp_path, monkeypatch, capsys):
