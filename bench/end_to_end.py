@@ -229,7 +229,9 @@ def reproduction_row() -> Row:
     if unfinished:
         note += f"; INCOMPLETE, not yet stored: {', '.join(path.name for path in unfinished)} (so a lower bound)"
     note += ("; training times one after another, not the wall time of `make reproduce`, which runs two streams "
-             "at once: that one is measured by `python -m bench.end_to_end --reproduce` (bench/REPRODUCE.md)")
+             "at once: that one is measured by `python -m bench.end_to_end --reproduce` (bench/REPRODUCE.md), and "
+             f"cannot be shorter than half this sum, {format_seconds(total / 2)}, unless the runs themselves train "
+             "faster")
     row = budget_row("training time recorded by the stored runs (sum, informational)", total if complete else None,
                      REPRODUCTION_BUDGET, note=note, lower_bound=bool(unfinished))
     row.goal, row.passed = "", None  # the goal is judged on the measured `make reproduce`

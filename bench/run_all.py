@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += cnn_speed.run(arguments.quick)
         print("measuring a CNN training step, part by part ...", flush=True)
         rows += cnn_steps.run(arguments.quick)
-        print("measuring a CNN training step, part by part, on a busy machine ...", flush=True)
-        rows += cnn_steps.run(arguments.quick, busy=True)
+        print("measuring CNN training and its steps on a busy machine ...", flush=True)
+        rows += cnn_speed.run(arguments.quick, busy=True) + cnn_steps.run(arguments.quick, busy=True)
     if "seq2seq" in chosen:
         print("measuring the translator ...", flush=True)
         rows += seq2seq_speed.run(arguments.quick)

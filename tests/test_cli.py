@@ -35,11 +35,12 @@ def stored_files(results: Path) -> list[str]:
                   if path.is_file() and path.suffix != ".lock") if results.is_dir() else []
 
 
-NOTICES = ("no stored run for ", "resuming ", "retraining ")  # the line the store prints before it trains
+# The line the store prints before it trains, and the busy-machine hint (a loaded test machine gets it).
+NOTICES = ("no stored run for ", "resuming ", "retraining ", "note: other processes keep ")
 
 
 def error_lines(stderr: str) -> list[str]:
-    """stderr without the store's notice that a run is about to train."""
+    """stderr without the store's notice that a run is about to train or the busy-machine hint."""
     return [line for line in stderr.strip().splitlines() if not line.startswith(NOTICES)]
 
 
