@@ -208,7 +208,7 @@ def busy_rows(images: torch.Tensor, labels: torch.Tensor, dev: tuple[torch.Tenso
         f"CNN training, batch 8, busy machine: project loop vs skeleton loop, both on {threads} thread(s)",
         format_rate(speeds["project"], "img"), format_rate(speeds["reference"], "img"), measured.ratios["project"],
         at_least=1.5, spread=measured.ratio_spread("project"),
-        note=(f"{common}; both loops on torch's {threads} threads, what a run without --threads gets: a thread "
+        note=(f"{common}; both loops on torch's {threads} threads, what a run without `--threads` gets: a thread "
               f"that shares its core with the other process holds up every parallel kernel, on both sides"))]
     if free != threads:
         ratio, spread = measured.ratio_between("project, free cores", "reference, free cores")
@@ -217,7 +217,7 @@ def busy_rows(images: torch.Tensor, labels: torch.Tensor, dev: tuple[torch.Tenso
             format_rate(speeds["project, free cores"], "img"), format_rate(speeds["reference, free cores"], "img"),
             ratio, at_least=1.5, spread=spread,
             note=(f"{common}; both loops on {free} thread(s), one per core the other process leaves free "
-                  f"(--threads {free}); against torch's {threads} threads under the same load the project loop runs "
+                  f"(`--threads {free}`); against torch's {threads} threads under the same load the project loop runs "
                   f"{speeds['project, free cores'] / speeds['project']:.1f}x faster")))
     return rows
 

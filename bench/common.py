@@ -266,13 +266,38 @@ def text_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
-def markdown_table(rows: Sequence[Row]) -> str:
-    """The rows as a Markdown table, notes as a list below it."""
+GOAL_COLUMNS = ("benchmark", "measured", "ratio", "spread", "goal", "verdict")
+OTHER_COLUMNS = ("benchmark", "measured", "reference", "ratio", "spread")
+NOTES_SUMMARY = "How each row was measured"
+
+
+def _markdown_rows(columns: Sequence[str], rows: Sequence[Row]) -> list[str]:
     escape = lambda text: text.replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(" --- " for _ in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(escape(cell) for cell in _cells(row)) + " |" for row in rows]
+    cells = lambda row: dict(zip(COLUMNS, _cells(row)))  # noqa: E731
+    return (["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
+            + ["| " + " | ".join(escape(cells(row)[column]) for column in columns) + " |" for row in rows])
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    """The rows as Markdown for a reader: first the rows with a goal (what was measured, the ratio
+    and its spread, the goal and the verdict), then, under their own heading, the informational rows
+    (with the reference they were measured against); the notes last, folded (a ``<details>`` block,
+    which GitHub and the book both render), since they are for whoever reruns a row.
+
+    Two narrower tables instead of one with every column: the book's text column holds five or six
+    columns without scrolling sideways, not seven."""
+    with_goal, without_goal = [row for row in rows if row.goal], [row for row in rows if not row.goal]
+    if with_goal and without_goal:
+        lines = (["## Goals", ""] + _markdown_rows(GOAL_COLUMNS, with_goal)
+                 + ["", "## Other measurements", ""] + _markdown_rows(OTHER_COLUMNS, without_goal))
+    elif with_goal:
+        lines = _markdown_rows(GOAL_COLUMNS, with_goal)
+    else:
+        lines = _markdown_rows(OTHER_COLUMNS, without_goal)
     notes = [f"- **{row.benchmark}**: {row.note}" for row in rows if row.note]
-    return "\n".join(lines + (["", "Notes:", ""] + notes if notes else []))
+    if notes:
+        lines += ["", f"<details><summary>{NOTES_SUMMARY}</summary>", ""] + notes + ["", "</details>"]
+    return "\n".join(lines)
 
 
 def header_lines(machine: dict[str, str], command: str) -> list[str]:

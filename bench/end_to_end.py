@@ -255,12 +255,12 @@ def run(quick: bool = False, notebooks: bool = True, book: bool = True) -> list[
         rows.append(notebooks_row())
     else:
         rows.append(budget_row("nbval, every notebook, quick profile (make test-notebooks)", None, NOTEBOOK_BUDGET,
-                               note="skipped (--quick or --skip-notebooks)"))
+                               note="skipped (`--quick` or `--skip-notebooks`)"))
     if book and not quick:
         rows.append(book_row())
     else:
         rows.append(budget_row("book build from stored runs (make book)", None, BOOK_BUDGET,
-                               note="skipped (--quick or --skip-book)"))
+                               note="skipped (`--quick` or `--skip-book`)"))
     rows.append(reproduction_row())
     return rows
 

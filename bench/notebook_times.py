@@ -65,7 +65,7 @@ def run(quick: bool = False) -> list[Row]:
     """One row per notebook (``quick``: listed, not measured)."""
     if quick:
         return [budget_row(f"notebook top to bottom on the stored runs: {path.stem} (full profile)", None,
-                           NOTEBOOK_BUDGET, note="skipped (--quick)") for path in notebooks()]
+                           NOTEBOOK_BUDGET, note="skipped (`--quick`)") for path in notebooks()]
     rows = []
     for path in notebooks():
         print(f"  {path.name} ...", flush=True)

@@ -21,9 +21,10 @@ SOURCES = {"speed": REPOSITORY / "bench" / "RESULTS.md", "reproduce": REPOSITORY
 
 
 def block_text(source: Path) -> str:
-    """The README block for a results file: its Markdown with the top heading made a level-4 heading."""
+    """The README block for a results file: its Markdown with every heading three levels lower (the
+    title a level-4 heading, under the README's "Performance")."""
     text = source.read_text(encoding="utf-8").strip()
-    return re.sub(r"^# ", "#### ", text, count=1)
+    return re.sub(r"^(#+) ", lambda match: "#" * min(len(match[1]) + 3, 6) + " ", text, flags=re.MULTILINE)
 
 
 def _block_pattern(name: str) -> re.Pattern:
@@ -49,13 +50,20 @@ _RATIO = re.compile(r"^(?P<value>\d+\.\d+)(?P<unit>x|% of peak)$")
 
 
 def table_rows(markdown: str) -> list[dict[str, str]]:
-    """The rows of the first Markdown table in ``markdown``, as {column: cell}."""
-    lines = [line.strip() for line in markdown.splitlines() if line.strip().startswith("|")]
-    if len(lines) < 2:
-        return []
-    split = lambda line: [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip("|"))]  # noqa: E731
-    header = split(lines[0])
-    return [dict(zip(header, split(line))) for line in lines[2:]]
+    """The rows of every Markdown table in ``markdown``, in order, each as {column: cell} under its
+    own table's header."""
+    split = lambda line: [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))]  # noqa: E731
+    rows, header, previous = [], None, ""
+    for line in markdown.splitlines():
+        if not line.strip().startswith("|"):
+            header, previous = None, ""
+        elif header is None and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", line.strip()) and previous:
+            header = split(previous)
+        elif header is not None:
+            rows.append(dict(zip(header, split(line))))
+        else:
+            previous = line
+    return rows
 
 
 def spread_problems(markdown: str) -> list[str]:

@@ -134,8 +134,10 @@ def test_step_timers_see_the_dataloader_cost_only_in_the_skeleton():
     generator = torch.Generator().manual_seed(0)
     images, labels = torch.rand(96, 1, 28, 28, generator=generator), torch.randint(0, 10, (96,), generator=generator)
     dev = (images[:16], labels[:16])
-    project = TimedProjectStep(images, labels, dev, batch_size=8)()
-    skeleton = TimedSkeletonStep(images, labels, dev, batch_size=8)()
+    timers = TimedProjectStep(images, labels, dev, batch_size=8), TimedSkeletonStep(images, labels, dev, batch_size=8)
+    for timer in timers:  # the first epoch pays for one-off set-up (kernels, allocator), as the bench's warm-up does
+        timer()
+    project, skeleton = (timer() for timer in timers)
     assert set(project) == set(skeleton) == set(PARTS)
     assert all(value >= 0 for value in (*project.values(), *skeleton.values()))
     assert skeleton["data"] > 2 * project["data"]  # eight __getitem__ calls and a collate against one slice

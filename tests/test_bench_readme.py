@@ -40,3 +40,32 @@ def test_spread_problems_names_a_missing_or_inconsistent_spread():
     problems = spread_problems(table)
     assert len(problems) == 2 and problems[0].startswith("b: ratio 1.50x without a spread")
     assert problems[1] == "c: ratio 2.00x outside its spread 1.20-1.80 (9 rounds)"
+
+
+def test_results_markdown_puts_goals_first_and_folds_the_notes():
+    from bench.common import Row, budget_row, markdown_table, speed_row
+
+    rows = [speed_row("a", "2 img/s", "1 img/s", 2.0, at_least=1.5, spread="1.90-2.10 (9 rounds)", note="how a"),
+            Row("b", "3 ms", "4 ms", 1.33, "1.33x", spread="1.20-1.40 (9 rounds)"),
+            budget_row("c", 30.0, 60.0, note="how c")]
+    text = markdown_table(rows)
+    goals, others = text.index("## Goals"), text.index("## Other measurements")
+    folded, unfolded = text.index("<details><summary>"), text.index("</details>")
+    rows_read = table_rows(text)
+    assert [row["benchmark"] for row in rows_read] == ["a", "c", "b"]  # goals first, then the rest
+    assert "verdict" in rows_read[0] and "reference" not in rows_read[0]
+    assert rows_read[2]["reference"] == "4 ms" and "verdict" not in rows_read[2]
+    assert goals < text.index("| a |") < text.index("| c |") < others < text.index("| b |") < folded
+    assert folded < text.index("- **a**: how a") < text.index("- **c**: how c") < unfolded
+    assert "**b**" not in text  # a row without a note has no line under the fold
+    assert spread_problems(text) == []
+
+
+def test_a_results_file_whose_rows_all_have_goals_is_one_table(tmp_path):
+    from bench.common import budget_row, markdown_document
+
+    text = markdown_document([budget_row("r", 60.0, 120.0)], {"cores": "2"}, "make x", "End-to-end")
+    assert "## Goals" not in text and [row["benchmark"] for row in table_rows(text)] == ["r"]
+    source = tmp_path / "r.md"
+    source.write_text("# Title\n\n## Goals\n\ntext\n", encoding="utf-8")
+    assert block_text(source) == "#### Title\n\n##### Goals\n\ntext"  # every heading under the README's level 3

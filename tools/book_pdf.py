@@ -88,6 +88,16 @@ _FIT_TO_PAGE = """
 }
 """
 
+# Folded text (the benchmark notes' <details>) cannot be unfolded on paper: print it open. Folded code
+# cells (class "hide") stay folded, as on screen.
+_UNFOLD = """
+() => {
+  const folded = [...document.querySelectorAll('article details:not([open]):not(.hide)')];
+  for (const details of folded) details.open = true;
+  return folded.length;
+}
+"""
+
 # Links between the book's pages lead nowhere on paper: keep their text, drop the address.
 _UNLINK_LOCAL = """
 () => {
@@ -150,6 +160,7 @@ def print_page(context, url: str, name: str) -> Printed:
         found = page.evaluate(_UNLINK_LOCAL)
         page.emulate_media(media="print")
         page.set_viewport_size(PRINT_VIEWPORT)  # lay out at the paper's width before measuring
+        page.evaluate(_UNFOLD)
         page.evaluate(_FIT_TO_PAGE)
         pdf = page.pdf(print_background=True, scale=PRINT_SCALE, **PAPER)
     finally:

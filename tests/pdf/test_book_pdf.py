@@ -151,3 +151,17 @@ def test_the_html_download_menu_links_the_pdf():
         html = page.read_text(encoding="utf-8")
         link = Path(os.path.relpath(PDF, page.parent)).as_posix()  # "hw2book.pdf", "../hw2book.pdf" in api/
         assert f'href="{link}"' in html and "window.print" not in html, page.name
+
+
+def test_folded_benchmark_notes_are_printed_open(pages_text):
+    from bench.common import NOTES_SUMMARY
+
+    text = _flat(" ".join(pages_text)).replace("\u2019", "'")  # the page sets apostrophes typographically
+    results = (REPO / "bench" / "RESULTS.md").read_text(encoding="utf-8")
+    assert NOTES_SUMMARY in results  # the notes are folded on screen...
+    notes = re.findall(r"^- \*\*.+?\*\*: (.+)$", results, re.MULTILINE)  # the text of each note, not its name
+    prose = [note for note in notes if "`" not in note]  # code may wrap anywhere on paper
+    assert len(notes) >= 10 and len(prose) >= 2
+    for note in (prose[0], prose[-1]):  # ...and on paper every note is there to read
+        words = " ".join(note.split()[:8])
+        assert words in text, f"the note {words!r}... is not in the PDF's text"
