@@ -222,6 +222,17 @@ def busy_rows(images: torch.Tensor, labels: torch.Tensor, dev: tuple[torch.Tenso
     return rows
 
 
+def disturbance_note(speed_all_threads: float, speed_one_thread: float, threads: int) -> str:
+    """What a quiet-machine row adds when its own rounds show that the machine was not quiet: on a
+    quiet machine the project loop is faster on all its threads than on one, so the opposite means
+    that another process, or the host of a virtual machine, took a core's time while it ran."""
+    if threads < 2 or speed_one_thread < speed_all_threads:
+        return ""
+    return (f"; the machine was not quiet while this row ran: the project loop was faster on 1 thread than on "
+            f"{threads} ({format_rate(speed_one_thread, 'img')} against {format_rate(speed_all_threads, 'img')}), "
+            f"so some core was busy with other work; rerun `make bench` on a quiet machine")
+
+
 def run(quick: bool = False, busy: bool = False) -> list[Row]:
     """Measure on a quiet machine, or (``busy``) with another process keeping a core busy; return the
     table's rows."""
@@ -266,7 +277,9 @@ def run(quick: bool = False, busy: bool = False) -> list[Row]:
             at_least=1.5 if batch_size == 8 else None, spread=measured.ratio_spread("project"),
             note=(f"{len(labels):,} KMNIST images per epoch, median of {settings.rounds} interleaved epochs after "
                   f"1 warm-up ({measured.spread('project')}); project loop: {layout} layout, fused Adam "
-                  f"(hw2lib.optim.LeanFusedAdam); both loops on {threads} thread(s)")))
+                  f"(hw2lib.optim.LeanFusedAdam); both loops on {threads} thread(s)"
+                  + (disturbance_note(speeds["project"], speeds["project, one thread"], threads)
+                     if "project, one thread" in candidates else ""))))
         if "project, one thread" in candidates:
             rows.append(speed_row(
                 f"CNN training, batch {batch_size}: project loop on 1 thread vs skeleton loop on {threads}",

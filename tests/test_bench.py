@@ -207,3 +207,12 @@ def test_the_lstm_floor_times_exactly_the_three_lstm_layers(use_mirror):
     assert TrainingSteps(model, batches)() > 0  # a whole step: every weight moves
     assert all(not torch.equal(before[name], parameter) for name, parameter in model.named_parameters()
                if not name.endswith("embedding.weight"))
+
+
+def test_a_quiet_row_says_when_its_own_rounds_show_a_busy_machine():
+    from bench.cnn_speed import disturbance_note
+
+    assert disturbance_note(4400.0, 3800.0, threads=2) == ""  # two threads faster: nothing to say
+    assert disturbance_note(4400.0, 3800.0, threads=1) == ""
+    note = disturbance_note(2700.0, 3900.0, threads=2)
+    assert "not quiet" in note and "3,900 img/s against 2,700 img/s" in note
