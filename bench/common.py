@@ -272,10 +272,11 @@ NOTES_SUMMARY = "How each row was measured"
 
 
 def _markdown_rows(columns: Sequence[str], rows: Sequence[Row]) -> list[str]:
-    escape = lambda text: text.replace("|", "\\|")  # noqa: E731
-    cells = lambda row: dict(zip(COLUMNS, _cells(row)))  # noqa: E731
-    return (["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
-            + ["| " + " | ".join(escape(cells(row)[column]) for column in columns) + " |" for row in rows])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
+    for row in rows:
+        cells = dict(zip(COLUMNS, _cells(row)))
+        lines.append("| " + " | ".join(cells[column].replace("|", "\\|") for column in columns) + " |")
+    return lines
 
 
 def markdown_table(rows: Sequence[Row]) -> str:

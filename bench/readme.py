@@ -3,7 +3,7 @@
 The README's "Performance" section holds two blocks, each between ``<!-- bench:NAME -->`` and
 ``<!-- /bench:NAME -->``: ``speed`` (from ``bench/RESULTS.md``, written by ``make bench``) and
 ``reproduce`` (from ``bench/REPRODUCE.md``, written by ``python -m bench.end_to_end --reproduce``).
-Each block is the file's text with its title demoted, so the README shows exactly the last run:
+Each block is the file's text with its headings demoted, so the README shows exactly the last run:
 each ratio is the median of its rounds, and beside it the spread, the lowest and highest ratio of a
 single round (:func:`spread_problems` names a ratio shown without one, or outside it).
 """
